@@ -1,0 +1,72 @@
+"""Fixtures for tests against the real local cluster.
+
+The cluster is started once per test session, or reused when one is already healthy (then it
+is left running). Each test gets its own namespace, deleted afterwards.
+"""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from devcluster import cluster as devcluster
+from devcluster import components, kubeconfig
+from devcluster.layout import Layout
+from helpers import wait_for
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Layout:
+    layout = Layout.default()
+    already_up = devcluster.status(layout)
+    if not already_up:
+        devcluster.up(layout)
+    yield layout
+    if not already_up:
+        devcluster.down(layout)
+
+
+@pytest.fixture(scope="session")
+def api(cluster):
+    from kubernetes import config
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def core(api):
+    from kubernetes import client
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def batch(api):
+    from kubernetes import client
+    return client.BatchV1Api(api)
+
+
+@pytest.fixture
+def namespace(core, request):
+    from kubernetes import client
+    name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    # Pods are refused until the namespace's default ServiceAccount exists.
+    wait_for(lambda: core.read_namespaced_service_account("default", name), what="default ServiceAccount")
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def s3(cluster):
+    import boto3
+    return boto3.client("s3", endpoint_url=cluster.s3_endpoint, aws_access_key_id=components.MINIO_USER,
+                        aws_secret_access_key=components.MINIO_PASSWORD, region_name="us-east-1")
+
+
+@pytest.fixture
+def user_api(cluster):
+    """Makes an API client for a freshly minted user (client certificate) with the given groups."""
+    from kubernetes import config
+
+    def make(name: str, groups: tuple[str, ...] = ()):
+        return config.new_client_from_config(config_file=str(kubeconfig.mint_user(cluster, name, groups)))
+    return make

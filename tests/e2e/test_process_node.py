@@ -1,0 +1,114 @@
+"""The process node runs real processes with real pod semantics: IPs, probes, in-cluster identity."""
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from kubernetes import client
+
+from devcluster import nodes
+from helpers import job_finished, job_manifest, only_pod, wait_for
+
+PROCESS_NODE = {nodes.PROCESS_NODE_LABEL: "true"}
+
+
+def test_each_pod_gets_its_own_loopback_ip_so_servers_share_a_port(api, core, namespace):
+    server = ("import http.server, os\n"
+              "class H(http.server.BaseHTTPRequestHandler):\n"
+              "    def do_GET(self):\n"
+              "        self.send_response(200); self.end_headers(); self.wfile.write(os.environ['HOSTNAME'].encode())\n"
+              "http.server.HTTPServer((os.environ['POD_IP'], 8080), H).serve_forever()\n")
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"nodeSelector": PROCESS_NODE, "containers": [{
+                "name": "web", "image": "python", "command": ["python", "-c", server],
+                "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}}]}}},
+    }
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, deployment)
+
+    def ready_pods():
+        pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
+        ready = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+        return ready if len(ready) == 2 else None
+    pods = wait_for(ready_pods, timeout=90, what="two ready web pods")
+    ips = {p.status.pod_ip for p in pods}
+    assert len(ips) == 2
+    for pod in pods:
+        with urllib.request.urlopen(f"http://{pod.status.pod_ip}:8080/", timeout=5) as resp:
+            assert resp.read().decode() == pod.metadata.name
+
+
+def test_pod_uses_its_service_account_token_and_rbac_in_cluster(api, core, batch, namespace):
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "reader"}})
+    rbac = client.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "read-pods"},
+                                            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "reader-reads-pods"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-pods"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}]})
+    probe = (
+        "import json\n"
+        "from kubernetes import client, config\n"
+        "from kubernetes.client.exceptions import ApiException\n"
+        "config.load_incluster_config()\n"
+        "core = client.CoreV1Api()\n"
+        "ns = open('/var/run/secrets/kubernetes.io/serviceaccount/namespace').read()\n"
+        "out = {'namespace': ns, 'pods': [p.metadata.name for p in core.list_namespaced_pod(ns).items]}\n"
+        "try:\n"
+        "    core.list_namespaced_secret(ns); out['secrets'] = 'allowed'\n"
+        "except ApiException as e:\n"
+        "    out['secrets'] = e.status\n"
+        "open('/dev/termination-log', 'w').write(json.dumps(out))\n")
+    job = job_manifest("whoami", ["python", "-c", probe], image="python", node_selector=PROCESS_NODE)
+    job["spec"]["template"]["spec"]["serviceAccountName"] = "reader"
+    batch.create_namespaced_job(namespace, job)
+
+    assert wait_for(lambda: job_finished(batch, "whoami", namespace), timeout=90, what="whoami Job") == "Complete"
+    pod = only_pod(core, namespace, "job-name=whoami")
+    result = json.loads(pod.status.container_statuses[0].state.terminated.message)
+    assert result == {"namespace": namespace, "pods": [pod.metadata.name], "secrets": 403}
+
+
+def test_deleting_a_pod_stops_its_process_within_the_grace_period(core, namespace):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"},
+           "spec": {"nodeSelector": PROCESS_NODE, "terminationGracePeriodSeconds": 2,
+                    "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "600"]}]}}
+    core.create_namespaced_pod(namespace, pod)
+    running = wait_for(lambda: (p := core.read_namespaced_pod("sleeper", namespace)).status.phase == "Running" and p,
+                       what="sleeper to run")
+    pid = int(running.status.container_statuses[0].container_id.split("://")[1])
+    core.delete_namespaced_pod("sleeper", namespace)
+
+    def gone():
+        try:
+            core.read_namespaced_pod("sleeper", namespace)
+            return False
+        except client.exceptions.ApiException as err:
+            return err.status == 404
+    wait_for(gone, timeout=30, what="the pod to be deleted")
+    assert not _alive(pid)
+
+
+def test_unknown_image_leaves_the_pod_waiting_with_a_clear_reason(core, namespace):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nginx"},
+           "spec": {"nodeSelector": PROCESS_NODE, "containers": [{"name": "main", "image": "nginx:1.27"}]}}
+    core.create_namespaced_pod(namespace, pod)
+
+    def waiting():
+        statuses = core.read_namespaced_pod("nginx", namespace).status.container_statuses or []
+        return statuses and statuses[0].state.waiting and statuses[0].state.waiting.reason == "ErrImagePull" \
+            and statuses[0].state.waiting
+    assert "not known to the process node" in wait_for(waiting, what="ErrImagePull").message
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return False
