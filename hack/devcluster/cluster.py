@@ -102,9 +102,9 @@ def up(layout: Layout | None = None) -> Layout:
             continue
         if pid:
             supervisor.stop(layout, comp.name)
-        pid = supervisor.start(layout, comp)
-        supervisor.wait_healthy(layout, comp, pid)
-        log(f"{comp.name} healthy (pid {pid})")
+        proc = supervisor.start(layout, comp)
+        supervisor.wait_healthy(layout, comp, proc)
+        log(f"{comp.name} healthy (pid {proc.pid})")
         if comp.name == "kube-apiserver":
             _create_nodes(layout)
     _cluster_ready(layout)

@@ -120,6 +120,7 @@ def kwok(layout: Layout) -> Component:
         f"--cidr={KWOK_POD_CIDR}",
         f"--node-ip={h}",
         f"--server-address={h}:{p.kwok}",
+        "--node-lease-duration-seconds=40",
     ], f"http://{h}:{p.kwok}/healthz")
 
 

@@ -51,7 +51,7 @@ def running_pid(layout: Layout, name: str) -> int | None:
     return record["pid"] if exe == record["exe"] else None
 
 
-def start(layout: Layout, component: Component) -> int:
+def start(layout: Layout, component: Component) -> subprocess.Popen:
     layout.logs_dir.mkdir(parents=True, exist_ok=True)
     layout.run_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_path(layout, component.name), "ab")
@@ -60,7 +60,7 @@ def start(layout: Layout, component: Component) -> int:
                             env=env, start_new_session=True, cwd=layout.state_dir)
     log.close()
     _pidfile(layout, component.name).write_text(json.dumps({"pid": proc.pid, "exe": component.argv[0]}))
-    return proc.pid
+    return proc
 
 
 def is_healthy(layout: Layout, component: Component, timeout: float = 2.0) -> bool:
@@ -77,12 +77,12 @@ def is_healthy(layout: Layout, component: Component, timeout: float = 2.0) -> bo
         return False
 
 
-def wait_healthy(layout: Layout, component: Component, pid: int, timeout: float = 60.0) -> None:
+def wait_healthy(layout: Layout, component: Component, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if is_healthy(layout, component):
             return
-        if running_pid(layout, component.name) != pid:
+        if proc.poll() is not None:
             raise ComponentFailed(f"{component.name} exited during start-up; last log lines:\n"
                                   f"{log_tail(layout, component.name)}")
         time.sleep(0.2)

@@ -1,6 +1,6 @@
 """Runs one container's command: `python -m devcluster.processnode.launch SPEC.json`.
 
-In a private mount namespace, bind-mounts each volume folder at its mountPath (and the
+In a private mount and UTS namespace (so `hostname` is the pod's), bind-mounts each volume folder at its mountPath (and the
 termination-message file at its path), changes to the working directory, and execs the
 command - so the program sees its Secrets, tokens and emptyDirs where a real pod would,
 while the host's mount table is untouched. Mount points that do not exist on the host are
@@ -15,7 +15,7 @@ import os
 import sys
 
 MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
-CLONE_NEWNS = 0x00020000
+CLONE_NEWNS, CLONE_NEWUTS = 0x00020000, 0x04000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -39,11 +39,11 @@ def _ensure_target(source: str, target: str) -> None:
             open(target, "a").close()
 
 
-def enter_mounts(mounts: list) -> None:
-    """mounts: [source, target, read_only] with host paths as sources."""
-    if not mounts:
-        return
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+def enter_namespaces(mounts: list, hostname: str) -> None:
+    """A private mount and UTS namespace; mounts: [source, target, read_only] with host sources."""
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare(CLONE_NEWNS|CLONE_NEWUTS)")
+    name = hostname.encode()
+    _check(_libc.sethostname(name, len(name)), "sethostname")
     _mount("none", "/", MS_REC | MS_PRIVATE)
     for source, target, read_only in sorted(mounts, key=lambda m: m[1].rstrip("/").count("/")):
         _ensure_target(source, target)
@@ -55,7 +55,7 @@ def enter_mounts(mounts: list) -> None:
 def main() -> None:
     if sys.argv[1] == "--probe":  # can this machine give containers their own mount namespace?
         try:
-            _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+            _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare(CLONE_NEWNS|CLONE_NEWUTS)")
         except OSError as err:
             print(err, file=sys.stderr)
             sys.exit(1)
@@ -63,7 +63,7 @@ def main() -> None:
     with open(sys.argv[1]) as f:
         spec = json.load(f)
     try:
-        enter_mounts(spec["mounts"])
+        enter_namespaces(spec["mounts"], spec["hostname"])
         os.chdir(spec["cwd"])
     except OSError as err:
         print(f"process-node: cannot set up the container: {err}", file=sys.stderr, flush=True)

@@ -41,7 +41,8 @@ class ContainerProcess:
             mounts.append([str(source), m.target, m.read_only])
         mounts.append([str(self.message_path), cplan.termination_message_path, False])
         cwd = cplan.working_dir or str(pod_dir / "home")
-        self.spec = {"argv": cplan.argv, "env": cplan.env, "cwd": cwd, "mounts": mounts}
+        self.spec = {"argv": cplan.argv, "env": cplan.env, "cwd": cwd, "mounts": mounts,
+                     "hostname": cplan.env.get("HOSTNAME", "pod")[:63]}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> int:
