@@ -6,13 +6,16 @@ is left running). Each test gets its own namespace, deleted afterwards.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
 from devcluster import cluster as devcluster
 from devcluster import components, kubeconfig
 from devcluster.layout import Layout
-from helpers import wait_for
+from helpers import kubectl, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +73,17 @@ def user_api(cluster):
     def make(name: str, groups: tuple[str, ...] = ()):
         return config.new_client_from_config(config_file=str(kubeconfig.mint_user(cluster, name, groups)))
     return make
+
+
+@pytest.fixture(scope="session")
+def crds(cluster, api):
+    """The project's CRDs installed from crds/ (server-side apply) and Established."""
+    from kubernetes import client
+    result = kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    assert result.returncode == 0, result.stderr
+    ext = client.ApiextensionsV1Api(api)
+    for name in ("finetunejobs.finetune.fto.dev", "modelversions.finetune.fto.dev"):
+        wait_for(lambda: any(c.type == "Established" and c.status == "True"
+                             for c in ext.read_custom_resource_definition(name).status.conditions or []),
+                 what=f"CRD {name} established")
+    return client.CustomObjectsApi(api)

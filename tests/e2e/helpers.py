@@ -1,6 +1,7 @@
 """Helpers shared by the e2e tests."""
 from __future__ import annotations
 
+import subprocess
 import time
 
 
@@ -46,3 +47,9 @@ def only_pod(core, namespace: str, selector: str):
     pods = core.list_namespaced_pod(namespace, label_selector=selector).items
     assert len(pods) == 1, f"expected one pod for {selector}, found {[p.metadata.name for p in pods]}"
     return pods[0]
+
+
+def kubectl(cluster, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Runs the cluster's own kubectl as the admin identity."""
+    return subprocess.run([str(cluster.binary("KUBERNETES", "kubectl")), f"--kubeconfig={cluster.kubeconfig}", *args],
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,444 @@
+"""The FineTuneJob CRD: what a user may ask for, and what the apiserver refuses at the door.
+
+Rules that need the cluster (the Secret exists, the S3 objects exist, the GPU shape fits a node)
+are the controller's; everything that can be decided from the object alone is here, so a bad
+manifest fails at `kubectl apply` (or in Argo CD's diff) with a message that names the field.
+"""
+from __future__ import annotations
+
+from .schema import (array, boolean, conditions, dns_label, integer, local_object_ref, number, number_map, obj,
+                     opaque, quantity, rule, s3_object, s3_prefix, sha256_digest, string, string_map, timestamp)
+
+GROUP = "finetune.fto.dev"
+VERSION = "v1alpha1"
+KIND = "FineTuneJob"
+PHASES = ["Pending", "Validating", "Queued", "Running", "Succeeded", "Failed", "Suspended", "Cancelled"]
+# Once a job leaves these phases its training inputs are fixed: a changed spec would describe a
+# run that did not happen. Lifecycle fields (suspend, cancel, deadlines) stay editable.
+EDITABLE_PHASES = ["Pending", "Validating"]
+FROZEN_SPEC_FIELDS = ["baseModel", "dataset", "credentials", "method", "training", "resources", "output"]
+DATASET_FORMATS = ["instruction", "chat", "promptCompletion", "text"]
+ARCHITECTURES = ["llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "gpt2", "gpt_neox",
+                 "falcon", "opt", "auto"]
+
+
+def base_model() -> dict:
+    return obj("spec.baseModel: the model to fine-tune. Exactly one of uri or pvc says where its weights are.", {
+        "name": dns_label("spec.baseModel.name: a short name for the model (e.g. smollm2-135m-instruct); it labels "
+                          "metrics and lineage.", "spec.baseModel.name"),
+        "uri": s3_prefix("spec.baseModel.uri: s3:// prefix of a Hugging Face-format model folder (config.json, "
+                         "*.safetensors, tokenizer files).", "spec.baseModel.uri"),
+        "pvc": obj("spec.baseModel.pvc: a PersistentVolumeClaim in the same namespace holding the model folder.", {
+            "claimName": dns_label("spec.baseModel.pvc.claimName: the claim's name.", "spec.baseModel.pvc.claimName",
+                                   max_length=253),
+            "path": string("spec.baseModel.pvc.path: folder inside the volume (default: its root).", max_length=1024,
+                           default="/"),
+        }, required=["claimName"]),
+        "revision": string("spec.baseModel.revision: a free-form revision label recorded in lineage (e.g. a git "
+                           "tag of the weights).", max_length=128),
+        "digest": sha256_digest("spec.baseModel.digest: expected sha256 of the weights manifest; when set, the "
+                                "trainer refuses weights with another digest.", "spec.baseModel.digest"),
+        "architecture": string("spec.baseModel.architecture: model family, used to pick default LoRA target "
+                               "modules; auto reads it from config.json.", enum=ARCHITECTURES, default="auto"),
+    }, required=["name"], rules=[
+        rule("has(self.uri) != has(self.pvc)",
+             "spec.baseModel needs exactly one of uri (s3://...) or pvc (claimName) to say where the weights are"),
+    ])
+
+
+def dataset() -> dict:
+    return obj("spec.dataset: the training data and how to read it.", {
+        "uri": s3_object("spec.dataset.uri: s3:// URI of the training data: a .jsonl file (one JSON object per line) "
+                         "or a .parquet file.", "spec.dataset.uri"),
+        "validationUri": s3_object("spec.dataset.validationUri: separate validation data, same format. Set this or "
+                                   "validationSplit, not both.", "spec.dataset.validationUri"),
+        "validationSplit": number("spec.dataset.validationSplit: fraction of the training rows held out for "
+                                  "validation (0 < x <= 0.5), chosen with spec.training.seed.", minimum=0,
+                                  exclusive_minimum=True, maximum=0.5),
+        "format": string("spec.dataset.format: what a row is. instruction: instruction/input/response; chat: a "
+                         "list of {role, content} messages; promptCompletion: prompt/completion (the completion "
+                         "may be JSON); text: plain documents for domain-adaptive training.",
+                         enum=DATASET_FORMATS),
+        "fileFormat": string("spec.dataset.fileFormat: jsonl or parquet; auto decides by the file extension.",
+                             enum=["auto", "jsonl", "parquet"], default="auto"),
+        "fields": obj("spec.dataset.fields: column names, when the data does not use the defaults of its format.", {
+            "prompt": string("Column with the prompt (promptCompletion; default prompt).", max_length=128),
+            "completion": string("Column with the completion (promptCompletion; default completion).", max_length=128),
+            "instruction": string("Column with the instruction (instruction; default instruction).", max_length=128),
+            "input": string("Column with optional extra input (instruction; default input).", max_length=128),
+            "response": string("Column with the response (instruction; default response).", max_length=128),
+            "messages": string("Column with the message list (chat; default messages).", max_length=128),
+            "system": string("Column with an optional system prompt (any format but text; default system).",
+                             max_length=128),
+            "text": string("Column with the document (text; default text).", max_length=128),
+        }),
+        "completionJsonSchema": string("spec.dataset.completionJsonSchema: a JSON Schema (as a string) every "
+                                       "completion must satisfy; validated before training and scored after it. "
+                                       "Only for promptCompletion.", max_length=16384),
+        "maxRows": integer("spec.dataset.maxRows: read at most this many training rows (for trials).", minimum=1,
+                           fmt="int64"),
+    }, required=["uri", "format"], rules=[
+        rule("!(has(self.validationUri) && has(self.validationSplit))",
+             "spec.dataset: set validationUri or validationSplit, not both"),
+        rule("!has(self.completionJsonSchema) || self.format == 'promptCompletion'",
+             "spec.dataset.completionJsonSchema only applies to format promptCompletion",
+             field_path=".completionJsonSchema"),
+    ])
+
+
+def credentials() -> dict:
+    return obj("spec.credentials: how the trainer reaches S3. Keys come from a Secret, never inline.", {
+        "secretRef": obj("spec.credentials.secretRef: a Secret in the job's namespace with the S3 keys.", {
+            "name": string("The Secret's name.", max_length=253),
+            "accessKeyIdKey": string("Key holding the access key id.", max_length=253, default="AWS_ACCESS_KEY_ID"),
+            "secretAccessKeyKey": string("Key holding the secret key.", max_length=253,
+                                         default="AWS_SECRET_ACCESS_KEY"),
+            "sessionTokenKey": string("Optional key holding a session token.", max_length=253),
+        }, required=["name"]),
+        "endpoint": string("spec.credentials.endpoint: a custom S3 endpoint (MinIO, Ceph), e.g. "
+                           "http://minio.storage:9000. Unset means AWS.", max_length=512, rules=[
+                               rule(r"self.matches('^https?://[^/\\s]+/?$')",
+                                    "spec.credentials.endpoint must be http(s)://host[:port] with no path")]),
+        "region": string("spec.credentials.region: the S3 region.", max_length=64, default="us-east-1"),
+    }, required=["secretRef"])
+
+
+def method() -> dict:
+    lora = obj("spec.method.lora: LoRA settings (lora and qlora only).", {
+        "r": integer("spec.method.lora.r: rank of the update matrices; higher learns more and costs more.",
+                     minimum=1, maximum=512, default=16),
+        "alpha": integer("spec.method.lora.alpha: scaling; the update is scaled by alpha/r.", minimum=1,
+                         maximum=4096, default=32),
+        "dropout": number("spec.method.lora.dropout: dropout on the LoRA input (0 <= x < 1).", minimum=0, maximum=1,
+                          exclusive_maximum=True, default=0.05),
+        "targetModules": array("spec.method.lora.targetModules: module names to adapt, or [all-linear]. Unset: "
+                               "the architecture's attention and MLP projections (see docs/api.md).",
+                               string("A module name, e.g. q_proj.", max_length=128), max_items=64, min_items=1),
+        "bias": string("spec.method.lora.bias: which biases to train.", enum=["none", "all", "lora_only"],
+                       default="none"),
+        "useRslora": boolean("spec.method.lora.useRslora: rank-stabilised scaling alpha/sqrt(r).", default=False),
+        "useDora": boolean("spec.method.lora.useDora: weight-decomposed LoRA (DoRA).", default=False),
+    })
+    qlora = obj("spec.method.quantization: 4-bit loading of the base model (qlora only).", {
+        "quantType": string("spec.method.quantization.quantType: nf4 (normal-float, the QLoRA default) or fp4.",
+                            enum=["nf4", "fp4"], default="nf4"),
+        "doubleQuant": boolean("spec.method.quantization.doubleQuant: also quantise the quantisation constants "
+                               "(saves ~0.4 bit/param).", default=True),
+        "computeDtype": string("spec.method.quantization.computeDtype: dtype of the matmuls.",
+                               enum=["bfloat16", "float16"], default="bfloat16"),
+    })
+    return obj("spec.method: how the model is adapted.", {
+        "type": string("spec.method.type: lora (adapters on a full-precision model), qlora (adapters on a 4-bit "
+                       "NF4 model; needs GPUs) or full (all weights; small models only).",
+                       enum=["lora", "qlora", "full"], default="lora"),
+        "lora": lora,
+        "quantization": qlora,
+    }, default={"type": "lora"}, rules=[
+        rule("self.type != 'full' || !has(self.lora)",
+             "spec.method.lora only applies to type lora or qlora: remove it or change spec.method.type",
+             field_path=".lora"),
+        rule("self.type == 'qlora' || !has(self.quantization)",
+             "spec.method.quantization only applies to type qlora", field_path=".quantization"),
+    ])
+
+
+def training() -> dict:
+    return obj("spec.training: hyper-parameters. Unset fields take the defaults shown.", {
+        "epochs": number("spec.training.epochs: passes over the data (may be fractional). Set epochs or maxSteps, "
+                         "not both; neither means 1 epoch.", minimum=0, exclusive_minimum=True, maximum=1000),
+        "maxSteps": integer("spec.training.maxSteps: stop after this many optimiser steps.", minimum=1,
+                            maximum=10_000_000),
+        "learningRate": number("spec.training.learningRate: peak learning rate (LoRA typically 1e-4 to 3e-4; full "
+                               "fine-tuning 1e-5 or less).", minimum=0, exclusive_minimum=True, maximum=1,
+                               default=0.0002),
+        "lrScheduler": string("spec.training.lrScheduler: shape of the learning rate over training.",
+                              enum=["cosine", "linear", "constant", "constant_with_warmup"], default="cosine"),
+        "warmupRatio": number("spec.training.warmupRatio: fraction of steps spent warming up. Set this or "
+                              "warmupSteps.", minimum=0, maximum=0.5),
+        "warmupSteps": integer("spec.training.warmupSteps: steps spent warming up.", minimum=0),
+        "batchSize": integer("spec.training.batchSize: examples per GPU (or per process on CPU) per micro-step.",
+                             minimum=1, maximum=4096, default=4),
+        "gradientAccumulationSteps": integer("spec.training.gradientAccumulationSteps: micro-steps per optimiser "
+                                             "step; effective batch = batchSize x this x processes.", minimum=1,
+                                             maximum=4096, default=1),
+        "maxSeqLength": integer("spec.training.maxSeqLength: tokens per example (longer rows are flagged by "
+                                "validation and truncated).", minimum=16, maximum=1_048_576, default=1024),
+        "packing": boolean("spec.training.packing: pack short examples into full-length sequences so no compute "
+                           "is spent on padding.", default=False),
+        "gradientCheckpointing": boolean("spec.training.gradientCheckpointing: recompute activations in the "
+                                         "backward pass; less memory, ~30% slower.", default=False),
+        "weightDecay": number("spec.training.weightDecay: AdamW weight decay.", minimum=0, maximum=1, default=0),
+        "maxGradNorm": number("spec.training.maxGradNorm: gradient clipping norm.", minimum=0,
+                              exclusive_minimum=True, default=1.0),
+        "precision": string("spec.training.precision: compute precision; auto is bf16 where the GPU supports it, "
+                            "else fp16 on GPU and fp32 on CPU.", enum=["auto", "bf16", "fp16", "fp32"],
+                            default="auto"),
+        "seed": integer("spec.training.seed: seeds data order, splits and initialisation.", minimum=0,
+                        default=42, fmt="int64"),
+        "evalEverySteps": integer("spec.training.evalEverySteps: evaluate on the validation set every N steps "
+                                  "(and at the end).", minimum=1, default=50),
+        "checkpointEverySteps": integer("spec.training.checkpointEverySteps: save a resumable checkpoint to S3 "
+                                        "every N steps.", minimum=1, default=100),
+        "keepCheckpoints": integer("spec.training.keepCheckpoints: how many recent checkpoints to keep.",
+                                   minimum=1, maximum=100, default=3),
+        "earlyStopping": obj("spec.training.earlyStopping: stop when the metric stops improving; the best "
+                             "checkpoint is kept. Needs validation data.", {
+                                 "metric": string("Metric to watch (lower is better for both).",
+                                                  enum=["eval_loss", "eval_perplexity"], default="eval_loss"),
+                                 "patience": integer("Evaluations without improvement before stopping.",
+                                                     minimum=1, maximum=1000, default=3),
+                                 "minDelta": number("Smallest change that counts as an improvement.", minimum=0,
+                                                    default=0),
+                             }),
+    }, default={}, rules=[
+        rule("!(has(self.epochs) && has(self.maxSteps))",
+             "spec.training: set epochs or maxSteps, not both"),
+        rule("!(has(self.warmupRatio) && has(self.warmupSteps))",
+             "spec.training: set warmupRatio or warmupSteps, not both"),
+        rule("!has(self.maxSteps) || !has(self.warmupSteps) || self.warmupSteps < self.maxSteps",
+             "spec.training.warmupSteps must be smaller than spec.training.maxSteps", field_path=".warmupSteps"),
+    ])
+
+
+def resources() -> dict:
+    toleration = obj("A toleration, as in a pod spec.", {
+        "key": string("Taint key to tolerate; empty with operator Exists tolerates everything.", max_length=316),
+        "operator": string("Exists or Equal.", enum=["Exists", "Equal"], default="Equal"),
+        "value": string("Taint value (with Equal).", max_length=63),
+        "effect": string("Taint effect; empty means all.", enum=["", "NoSchedule", "PreferNoSchedule", "NoExecute"]),
+        "tolerationSeconds": integer("How long a NoExecute taint is tolerated.", fmt="int64"),
+    })
+    return obj("spec.resources: where and on how much hardware the trainer runs.", {
+        "gpusPerNode": integer("spec.resources.gpusPerNode: nvidia.com/gpu per trainer pod (one pod per node); 0 "
+                               "trains on CPU.", minimum=0, maximum=16, default=1),
+        "nodes": integer("spec.resources.nodes: trainer pods (nodes) for distributed data-parallel training via "
+                         "torchrun.", minimum=1, maximum=256, default=1),
+        "cpu": quantity("spec.resources.cpu: CPU request per trainer pod (e.g. 8)."),
+        "memory": quantity("spec.resources.memory: memory request and limit per trainer pod (e.g. 64Gi)."),
+        "gpuProduct": string("spec.resources.gpuProduct: shortcut for nodeSelector nvidia.com/gpu.product (e.g. "
+                             "NVIDIA-H100-80GB-HBM3).", max_length=128),
+        "nodeSelector": string_map("spec.resources.nodeSelector: labels the trainer's nodes must have.",
+                                   max_properties=32),
+        "affinity": opaque("spec.resources.affinity: a core/v1 Affinity for the trainer pods."),
+        "tolerations": array("spec.resources.tolerations: taints the trainer pods tolerate (GPU pools are often "
+                             "tainted).", toleration, max_items=32),
+        "priorityClassName": string("spec.resources.priorityClassName: PriorityClass of the trainer pods.",
+                                    max_length=253),
+        "queueName": string("spec.resources.queueName: a Kueue LocalQueue; the Job is created suspended and Kueue "
+                            "admits it.", max_length=63),
+    }, default={})
+
+
+def lifecycle() -> dict:
+    return obj("spec.lifecycle: controlling a job after it is created. These stay editable while it runs.", {
+        "suspend": boolean("spec.lifecycle.suspend: true checkpoints and stops the trainer pods; false resumes from "
+                           "the checkpoint.", default=False),
+        "cancel": boolean("spec.lifecycle.cancel: true stops the job for good (checkpoints are kept; phase "
+                          "Cancelled). Cannot be undone.", default=False,
+                          rules=[rule("!oldSelf || self",
+                                      "spec.lifecycle.cancel cannot be set back to false: a cancelled job stays "
+                                      "cancelled; create a new FineTuneJob")]),
+        "activeDeadlineSeconds": integer("spec.lifecycle.activeDeadlineSeconds: fail the job (DeadlineExceeded) "
+                                         "if it runs longer than this.", minimum=1, fmt="int64"),
+        "retryLimit": integer("spec.lifecycle.retryLimit: relaunches after retryable failures (preemption, node "
+                              "loss, S3 errors), each resuming from the last checkpoint.", minimum=0, maximum=100,
+                              default=3),
+        "ttlSecondsAfterFinished": integer("spec.lifecycle.ttlSecondsAfterFinished: delete the job's pods, Jobs "
+                                           "and Services this long after it finishes; the FineTuneJob and its "
+                                           "status stay.", minimum=0, fmt="int64"),
+    }, default={})
+
+
+def register_model_version() -> dict:
+    return obj("spec.output.registerModelVersion: on success, create this ModelVersion for the adapter (it is not "
+               "owned by the job: deleting the job keeps the served model's record).", {
+        "model": dns_label("The logical model name (e.g. support-bot).", "spec.output.registerModelVersion.model"),
+        "version": dns_label("The version; default: the FineTuneJob's name.",
+                             "spec.output.registerModelVersion.version"),
+        "stage": string("Stage to ask for once registered: candidate, or production (promote automatically if "
+                        "the gates pass).", enum=["candidate", "production"], default="candidate"),
+        "servingTarget": serving_target("spec.output.registerModelVersion.servingTarget"),
+        "gates": gates("spec.output.registerModelVersion.gates"),
+    }, required=["model"])
+
+
+def serving_target(path: str) -> dict:
+    return obj(f"{path}: the inference pods (same namespace) whose adapter agents serve this model.", {
+        "selector": obj("Label selector of the inference pods.", {
+            "matchLabels": string_map("Labels the pods must all have.", max_properties=16),
+        }, required=["matchLabels"]),
+        "port": integer("Port of the adapter agent's admin API on each pod.", minimum=1, maximum=65535,
+                        default=8001),
+        "adminTokenSecretRef": obj("Secret holding the admin API's bearer token.", {
+            "name": string("The Secret's name.", max_length=253),
+            "key": string("The key in it.", max_length=253, default="token"),
+        }, required=["name"]),
+    }, required=["selector"])
+
+
+def gates(path: str) -> dict:
+    metric_gate = obj("A threshold on one evaluation metric.", {
+        "metric": string("Metric name from the training manifest (e.g. eval_loss, format_compliance).",
+                         max_length=128),
+        "min": number("The metric must be >= this."),
+        "max": number("The metric must be <= this."),
+    }, required=["metric"], rules=[rule("has(self.min) || has(self.max)",
+                                        f"each of {path}.metrics needs min or max")])
+    return obj(f"{path}: conditions a version must meet before it may become production.", {
+        "metrics": array("Thresholds on metrics from the training manifest.", metric_gate, max_items=16),
+        "mustBeatProduction": obj("The version must beat the current production version on this metric, "
+                                  "measured on the same evaluation set.", {
+                                      "metric": string("Metric to compare.", max_length=128),
+                                      "higherIsBetter": boolean("Direction of the metric.", default=False),
+                                      "minImprovement": number("Required margin.", minimum=0, default=0),
+                                  }, required=["metric"]),
+    })
+
+
+def output() -> dict:
+    return obj("spec.output: where the result goes.", {
+        "uri": s3_prefix("spec.output.uri: s3:// prefix for the adapter, its manifest and checkpoints "
+                         "(<uri>/adapter/, <uri>/manifest.json, <uri>/checkpoints/).", "spec.output.uri"),
+        "registerModelVersion": register_model_version(),
+    }, required=["uri"])
+
+
+def spec() -> dict:
+    gpu_need = ("self.method.type != 'qlora' || self.resources.gpusPerNode >= 1")
+    return obj("FineTuneJob spec: the desired fine-tune. The operator never writes it.", {
+        "baseModel": base_model(),
+        "dataset": dataset(),
+        "credentials": credentials(),
+        "method": method(),
+        "training": training(),
+        "resources": resources(),
+        "lifecycle": lifecycle(),
+        "output": output(),
+    }, required=["baseModel", "dataset", "output"], rules=[
+        rule(gpu_need, "spec.method.type qlora needs GPUs: set spec.resources.gpusPerNode >= 1 (bitsandbytes 4-bit "
+             "kernels run only on CUDA) or use method lora", field_path=".resources.gpusPerNode"),
+        rule("!has(self.training.earlyStopping) || has(self.dataset.validationUri) || "
+             "has(self.dataset.validationSplit)",
+             "spec.training.earlyStopping needs validation data: set spec.dataset.validationUri or "
+             "spec.dataset.validationSplit", field_path=".training.earlyStopping"),
+        rule("self.resources.nodes == 1 || self.resources.gpusPerNode >= 1",
+             "spec.resources.nodes > 1 needs GPUs: set spec.resources.gpusPerNode >= 1",
+             field_path=".resources.nodes"),
+        rule("!has(self.baseModel.pvc) || self.resources.nodes == 1",
+             "spec.baseModel.pvc only works with spec.resources.nodes 1 (a claim is mounted by one node); "
+             "use spec.baseModel.uri for multi-node jobs", field_path=".baseModel.pvc"),
+    ])
+
+
+def status() -> dict:
+    checkpoint = obj("A saved, resumable checkpoint.", {
+        "step": integer("Optimiser step.", minimum=0, fmt="int64"),
+        "uri": string("Where it is.", max_length=1024),
+        "evalLoss": number("Validation loss at this step, if evaluated."),
+        "savedAt": timestamp("When it was saved."),
+    })
+    return obj("FineTuneJob status, written only by the operator.", {
+        "observedGeneration": integer("The metadata.generation the status reflects.", fmt="int64"),
+        "phase": string("Where the job is: Pending, Validating, Queued, Running, Succeeded, Failed, Suspended or "
+                        "Cancelled.", enum=PHASES),
+        "reason": string("A CamelCase reason for the phase, e.g. DatasetInvalid, CredentialsMissing, "
+                         "DeadlineExceeded, BackoffLimitExceeded.", max_length=128),
+        "message": string("The reason in plain words.", max_length=32768),
+        "conditions": conditions("Conditions: Validated, Running, Succeeded, Failed, Suspended, Cancelled."),
+        "startTime": timestamp("When training first started."),
+        "completionTime": timestamp("When the job reached a terminal phase."),
+        "progress": obj("Training progress, refreshed every few seconds while running.", {
+            "step": integer("Optimiser steps done.", minimum=0, fmt="int64"),
+            "totalSteps": integer("Optimiser steps planned.", minimum=0, fmt="int64"),
+            "epoch": number("Epochs done (fractional)."),
+            "percent": integer("step / totalSteps in percent.", minimum=0, maximum=100),
+            "display": string("step/totalSteps, for kubectl get.", max_length=64),
+            "trainLoss": number("Latest training loss."),
+            "evalLoss": number("Latest validation loss."),
+            "tokensPerSecond": number("Training throughput, all processes."),
+            "etaSeconds": integer("Estimated seconds left.", fmt="int64"),
+            "updatedAt": timestamp("When progress was last read."),
+        }),
+        "checkpoints": array("Checkpoints kept in S3, newest last.", checkpoint, max_items=100),
+        "attempts": integer("Trainer launches so far (1 + retries).", minimum=0),
+        "lastFailure": obj("The most recent failed attempt.", {
+            "reason": string("CamelCase reason (e.g. Preempted, NodeLost, OOMKilled, S3Unavailable).",
+                             max_length=128),
+            "message": string("What happened.", max_length=32768),
+            "retryable": boolean("Whether it was retried."),
+            "time": timestamp("When."),
+        }),
+        "gpuSeconds": number("GPU time used by all attempts (GPUs x seconds)."),
+        "trainerJob": string("Name of the batch/v1 Job running the trainer.", max_length=253),
+        "validationPod": string("Name of the validate-only pod.", max_length=253),
+        "datasetStats": obj("What validation found in the dataset.", {
+            "rows": integer("Training rows.", fmt="int64"),
+            "validationRows": integer("Validation rows.", fmt="int64"),
+            "tokens": integer("Training tokens.", fmt="int64"),
+            "rowsOverMaxSeqLength": integer("Rows longer than maxSeqLength (truncated).", fmt="int64"),
+            "duplicateRows": integer("Exact duplicate rows.", fmt="int64"),
+        }),
+        "result": obj("The trained adapter, once Succeeded.", {
+            "adapterUri": string("s3:// prefix of the adapter files.", max_length=1024),
+            "manifestUri": string("s3:// URI of the result manifest.", max_length=1024),
+            "adapterDigest": string("sha256 of the manifest's file list.", max_length=71),
+            "metrics": number_map("Final metrics (eval_loss, perplexity, task scores, ...)."),
+            "steps": integer("Optimiser steps trained.", fmt="int64"),
+            "tokens": integer("Tokens trained on.", fmt="int64"),
+            "wallSeconds": number("Training wall time."),
+        }),
+        "lineage": obj("Where the result came from.", {
+            "datasetUri": string("Training data.", max_length=1024),
+            "datasetEtag": string("Its S3 ETag or digest at training time.", max_length=128),
+            "baseModelDigest": string("Digest of the base model's weights.", max_length=71),
+            "configHash": string("sha256 of the rendered trainer config.", max_length=71),
+            "trainerImage": string("Trainer image.", max_length=512),
+        }),
+        "modelVersion": string("Name of the ModelVersion registered for the result.", max_length=253),
+    })
+
+
+def crd() -> dict:
+    frozen = " && ".join(f"self.spec.{f} == oldSelf.spec.{f}" if f in ("method", "training", "resources")
+                         else f"((has(self.spec.{f}) && has(oldSelf.spec.{f}) && self.spec.{f} == oldSelf.spec.{f})"
+                              f" || (!has(self.spec.{f}) && !has(oldSelf.spec.{f})))"
+                         for f in FROZEN_SPEC_FIELDS)
+    started = ("has(oldSelf.status) && has(oldSelf.status.phase) && !(oldSelf.status.phase in "
+               f"{EDITABLE_PHASES!r})").replace('"', "'")
+    root = obj("FineTuneJob: fine-tune a base model on a dataset in S3 with LoRA, QLoRA or full training, and "
+               "optionally register the result as a ModelVersion.", {
+                   "apiVersion": string("API version.", max_length=64),
+                   "kind": string("Kind.", max_length=64),
+                   "metadata": {"type": "object"},
+                   "spec": spec(),
+                   "status": status(),
+               }, required=["spec"], rules=[
+                   rule(f"!({started}) || ({frozen})",
+                        "spec is immutable once the job has started (phase Queued or later), except "
+                        "spec.lifecycle (suspend, cancel, deadlines); create a new FineTuneJob to train "
+                        "differently"),
+               ])
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"finetunejobs.{GROUP}"},
+        "spec": {
+            "group": GROUP, "scope": "Namespaced",
+            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": "finetunejobs", "singular": "finetunejob",
+                      "shortNames": ["ftj", "ftjob"], "categories": ["finetune", "all"]},
+            "versions": [{
+                "name": VERSION, "served": True, "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                    {"name": "Progress", "type": "string", "jsonPath": ".status.progress.display"},
+                    {"name": "Loss", "type": "number", "jsonPath": ".status.progress.trainLoss"},
+                    {"name": "Eval", "type": "number", "jsonPath": ".status.progress.evalLoss", "priority": 1},
+                    {"name": "Model", "type": "string", "jsonPath": ".spec.baseModel.name"},
+                    {"name": "Method", "type": "string", "jsonPath": ".spec.method.type"},
+                    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+                "schema": {"openAPIV3Schema": root},
+            }],
+        },
+    }
