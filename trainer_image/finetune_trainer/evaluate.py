@@ -1,0 +1,92 @@
+"""Evaluation: validation loss and perplexity, and task checks on generated answers.
+
+Task checks generate greedy answers to held-out prompts with the adapter and with the base
+model (adapter disabled), then score them: JSON-schema compliance when the dataset declares a
+completionJsonSchema, and exact match against the reference. A drop from base to adapter on a
+check is what catastrophic forgetting looks like; a rise is what the fine-tune was for.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+
+import torch
+
+from .data import IGNORE
+from .loss import collate
+
+
+@torch.no_grad()
+def eval_loss(loss_module, examples: list, batch_size: int, pad_id: int, device) -> dict:
+    if not examples:
+        return {}
+    loss_module.eval()
+    total, count = 0.0, 0
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]))
+    for start in range(0, len(order), batch_size):
+        batch = collate([[i] for i in order[start:start + batch_size]], examples, pad_id, packed=False)
+        loss_sum, n = loss_module(batch["input_ids"].to(device), batch["labels"].to(device),
+                                  attention_mask=batch["attention_mask"].to(device))
+        total, count = total + float(loss_sum), count + int(n)
+    loss_module.train()
+    loss = total / max(count, 1)
+    return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50))}
+
+
+def _answer(model, tokenizer, prompt_ids: list, max_new_tokens: int, device) -> str:
+    input_ids = torch.tensor([prompt_ids], device=device)
+    out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                         max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, input_ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+def json_compliant(text: str, validator) -> bool:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return validator is None or validator.is_valid(value)
+
+
+@torch.no_grad()
+def task_checks(model, tokenizer, samples: list, device, json_schema: str | None,
+                max_new_tokens: int = 128) -> dict:
+    """samples: [(prompt token ids, reference answer)]. Scores the adapter and the base model."""
+    if not samples:
+        return {}
+    validator = None
+    if json_schema:
+        import jsonschema
+        validator = jsonschema.Draft202012Validator(json.loads(json_schema))
+    model.eval()
+    scores: dict = {}
+    variants = [("", contextlib.nullcontext)]
+    if hasattr(model, "disable_adapter"):
+        variants.append(("base_", model.disable_adapter))
+    for prefix, context in variants:
+        exact = compliant = 0
+        with context():
+            for prompt_ids, reference in samples:
+                answer = _answer(model, tokenizer, prompt_ids, max_new_tokens, device)
+                exact += answer == reference.strip()
+                if json_schema:
+                    compliant += json_compliant(answer, validator)
+        scores[f"{prefix}exact_match"] = exact / len(samples)
+        if json_schema:
+            scores[f"{prefix}format_compliance"] = compliant / len(samples)
+    model.train()
+    return scores
+
+
+def held_out_prompts(examples: list, tokenizer, limit: int) -> list:
+    """(prompt token ids, reference answer) per validation example: the prompt is everything before the
+    first trained token, the reference the first run of trained tokens (the first assistant answer)."""
+    out = []
+    for e in examples[:limit]:
+        first = next((i for i, x in enumerate(e.labels) if x != IGNORE), None)
+        if first is None:
+            continue
+        end = next((i for i in range(first, len(e.labels)) if e.labels[i] == IGNORE), len(e.labels))
+        out.append((e.input_ids[:first], tokenizer.decode(e.input_ids[first:end], skip_special_tokens=True)))
+    return out

@@ -1,0 +1,68 @@
+"""Micro-batch tensors and the training loss, computed without waste.
+
+collate(): rows of examples -> padded tensors. Packed rows restart position ids at every
+example, and no attention mask is passed, so the model builds a block-diagonal causal mask.
+
+TokenLoss: runs the decoder, then the output projection only at positions whose next token is
+trained on - prompt and padding positions never reach the (vocabulary-sized) head - and returns
+the summed cross-entropy and the token count, so gradient accumulation can normalise by the
+true number of trained tokens.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .data import IGNORE
+
+
+def collate(rows: list, examples: list, pad_id: int, packed: bool) -> dict:
+    seqs = []
+    for row in rows:
+        ids, labels, pos = [], [], []
+        for i in row:
+            e = examples[i]
+            ids += e.input_ids
+            # The first token of a packed example is never predicted from the previous example.
+            labels += [IGNORE] + e.labels[1:] if packed else e.labels
+            pos += list(range(len(e.input_ids)))
+        seqs.append((ids, labels, pos))
+    width = max(len(s[0]) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
+    position_ids = torch.zeros((len(seqs), width), dtype=torch.long)
+    attention = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, (ids, lab, pos) in enumerate(seqs):
+        n = len(ids)
+        input_ids[r, :n], labels[r, :n], attention[r, :n] = torch.tensor(ids), torch.tensor(lab), 1
+        position_ids[r, :n] = torch.tensor(pos)
+        position_ids[r, n:] = torch.arange(width - n)  # padding forms its own (untrained) segment
+    batch = {"input_ids": input_ids, "labels": labels, "tokens": int(attention.sum()),
+             "examples": sum(len(row) for row in rows)}
+    if packed:
+        batch["position_ids"] = position_ids
+    else:
+        batch["attention_mask"] = attention
+    return batch
+
+
+class TokenLoss(torch.nn.Module):
+    """Wraps a causal LM (PEFT-wrapped or not) so DDP sees one module whose forward returns the loss."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def _parts(self):
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return base.get_decoder(), base.get_output_embeddings()
+
+    def forward(self, input_ids, labels, attention_mask=None, position_ids=None):
+        decoder, head = self._parts()
+        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=False).last_hidden_state
+        targets = labels[:, 1:]
+        keep = targets != IGNORE
+        logits = head(hidden[:, :-1][keep])
+        loss_sum = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+        return loss_sum, keep.sum()

@@ -1,0 +1,360 @@
+"""The training recipe, readable top to bottom: setup in dependency order, one loop, the result.
+
+    recipe = Recipe(config); result = recipe.run()
+
+Single process, or one process per GPU under torchrun (DDP; gloo on CPU, NCCL on GPU). Only
+rank 0 writes anything (checkpoints, adapter, manifest, progress); every rank reads the same
+deterministic batch plan and takes its share.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import math
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from . import __version__, batching, checkpoint, data, evaluate, model as modelmod, s3 as s3mod
+from .config import TrainerConfig
+from .loss import TokenLoss, collate
+from .outcomes import ExitCode, TrainerFailure
+from .report import Reporter
+
+log = logging.getLogger("finetune-trainer")
+TASK_CHECK_SAMPLES = int(os.environ.get("FTO_TASK_CHECK_SAMPLES", "16"))
+
+
+class Distributed:
+    """torchrun's environment; a single process when WORLD_SIZE is unset."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.main = self.rank == 0
+        cuda = torch.cuda.is_available()
+        self.device = torch.device("cuda", self.local_rank) if cuda else torch.device("cpu")
+        if self.world > 1 and not torch.distributed.is_initialized():
+            if cuda:
+                torch.cuda.set_device(self.device)
+            torch.distributed.init_process_group("nccl" if cuda else "gloo")
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if it is true on any rank (for stop decisions)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item())
+
+    def sum(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        t = torch.tensor([float(value)], device=self.device)
+        torch.distributed.all_reduce(t)
+        return float(t.item())
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Recipe:
+    def __init__(self, cfg: TrainerConfig):
+        self.cfg = cfg
+        self.dist = Distributed()
+        self.reporter = Reporter(cfg.job.namespace, cfg.job.name, enabled=self.dist.main)
+        self.preempted = False
+        self.t_start = time.monotonic()
+
+    # --- setup ------------------------------------------------------------------------------
+    def _on_sigterm(self, *_):
+        log.warning("SIGTERM: finishing this step, then checkpointing and exiting (retryable)")
+        self.preempted = True
+
+    def _setup_s3(self):
+        s3 = s3mod.client(self.cfg.s3_endpoint, self.cfg.s3_region)
+        bucket, _ = s3mod.parse_uri(self.cfg.output_uri)
+        try:
+            with s3mod.errors(f"checking the output bucket {bucket}"):
+                s3.head_bucket(Bucket=bucket)
+        except FileNotFoundError:
+            raise TrainerFailure(ExitCode.INVALID_CONFIG,
+                                 f"spec.output.uri: bucket {bucket!r} does not exist (create it, or point "
+                                 "spec.output.uri at an existing bucket)") from None
+        return s3
+
+    def _setup_data(self, s3, tokenizer):
+        self.reporter.update(phase="validating")
+        return data.load(self.cfg, s3, tokenizer)
+
+    def validate_only(self) -> dict:
+        """Checks the dataset (and that the base model's tokenizer loads) without touching a GPU."""
+        from transformers import AutoTokenizer
+        s3 = self._setup_s3()
+        folder = modelmod.fetch(self.cfg, s3)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        _, _, report = self._setup_data(s3, tokenizer)
+        return {"datasetStats": report.summary()}
+
+    def run(self) -> dict:
+        cfg, dist, t = self.cfg, self.dist, self.cfg.training
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        self.reporter.serve(cfg.runtime.metrics_host, cfg.runtime.metrics_port)
+        torch.manual_seed(t["seed"])
+        s3 = self._setup_s3()
+
+        self.reporter.update(phase="loading")
+        folder = modelmod.fetch(cfg, s3)
+        base_digest = modelmod.verify_digest(cfg, folder)
+        model, tokenizer, model_type = modelmod.load(cfg, folder, dist.device)
+        train_set, val_set, stats = self._setup_data(s3, tokenizer)
+        log.info("data: %s", json.dumps(stats.summary()))
+        loss_module = TokenLoss(model)
+        trainer = loss_module
+        if dist.world > 1:
+            trainer = torch.nn.parallel.DistributedDataParallel(
+                loss_module, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
+                broadcast_buffers=False)
+
+        lengths = [len(e) for e in train_set]
+        plan_for = lambda epoch: batching.plan(lengths, t["batchSize"], t["packing"], t["maxSeqLength"],  # noqa: E731
+                                               t["seed"], epoch, dist.world, dist.rank)
+        accum = t["gradientAccumulationSteps"]
+        total_micro = self._micro_batch_budget(plan_for)
+        total_steps = max(1, total_micro // accum)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=t["learningRate"], weight_decay=t["weightDecay"])
+        from transformers import get_scheduler
+        warmup = t.get("warmupSteps", math.ceil(total_steps * t.get("warmupRatio", 0.0)))
+        scheduler = get_scheduler(t["lrScheduler"], optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+        step, epoch, batch_index, best, best_uri, bad_evals, tokens_seen = 0, 0, 0, None, None, 0, 0
+        resumed = checkpoint.latest(s3, cfg.output_uri, cfg.job.key, cfg.config_hash)
+        if resumed:
+            uri, state = resumed
+            trainable, rest = checkpoint.load(s3, uri, dist.device)
+            modelmod.load_trainable_state(model, trainable)
+            optimizer.load_state_dict(rest["optimizer"])
+            scheduler.load_state_dict(rest["scheduler"])
+            checkpoint.set_rng_state(rest["rng"])
+            step, epoch, batch_index = state["step"], state["epoch"], state["batchIndex"]
+            best, best_uri, bad_evals = state.get("best"), state.get("bestUri"), state.get("badEvals", 0)
+            tokens_seen = state.get("tokensSeen", 0)
+            for _, kept, st in checkpoint.list_valid(s3, cfg.output_uri):
+                self.reporter.add_checkpoint({"step": st["step"], "uri": kept, "evalLoss": st.get("evalLoss")})
+            log.info("resumed from %s at step %d", uri, step)
+        self.reporter.update(phase="training", step=step, totalSteps=total_steps, resumedFrom=resumed and resumed[0])
+
+        def save(at_step: int, metrics: dict | None = None) -> str | None:
+            uri = None
+            if dist.main:
+                uri = checkpoint.save(s3, cfg.output_uri, at_step, {"epoch": epoch, "batchIndex": batch_index},
+                                      modelmod.trainable_state(model), optimizer, scheduler,
+                                      {"job": cfg.job.key, "configHash": cfg.config_hash, "best": best,
+                                       "bestUri": best_uri, "badEvals": bad_evals, "tokensSeen": tokens_seen,
+                                       "evalLoss": (metrics or {}).get("eval_loss")})
+                self.reporter.add_checkpoint({"step": at_step, "uri": uri, "evalLoss": (metrics or {}).get("eval_loss"),
+                                              "savedAt": _now()})
+                checkpoint.prune(s3, cfg.output_uri, t["keepCheckpoints"], protect=best_uri or uri)
+                kept = {u for _, u, _ in checkpoint.list_valid(s3, cfg.output_uri)}
+                self.reporter.forget_checkpoints(kept)
+            dist.barrier()
+            return uri
+
+        # --- the loop ---------------------------------------------------------------------------
+        es = cfg.early_stopping
+        metrics: dict = {}
+        initial: dict = {}
+        if val_set and step == 0:  # the baseline the fine-tune is measured against
+            initial = evaluate.eval_loss(loss_module, val_set, t["batchSize"], tokenizer.pad_token_id, dist.device)
+            self.reporter.update(evalLoss=round(initial["eval_loss"], 5))
+        window_loss = window_steps = window_real = window_samples = 0.0
+        window_t0, step_times = time.monotonic(), []
+        micro_seen = step * accum
+        batches = plan_for(epoch)
+        trainer.train()
+        stop = False
+        while step < total_steps and not stop:
+            t_step = time.monotonic()
+            step_micro = []
+            while len(step_micro) < accum:
+                if batch_index >= len(batches):
+                    epoch, batch_index = epoch + 1, 0
+                    batches = plan_for(epoch)
+                step_micro.append(collate(batches[batch_index], train_set, tokenizer.pad_token_id, t["packing"]))
+                batch_index += 1
+            n_trained = sum(int((b["labels"][:, 1:] != data.IGNORE).sum()) for b in step_micro)
+            n_trained = max(1.0, dist.sum(n_trained)) / dist.world  # DDP averages gradients over ranks
+            step_loss = 0.0
+            try:
+                for i, b in enumerate(step_micro):
+                    sync = i == len(step_micro) - 1 or dist.world == 1
+                    ctx = trainer.no_sync() if (dist.world > 1 and not sync) else _null()
+                    with ctx:
+                        kwargs = {k: b[k].to(dist.device) for k in ("attention_mask", "position_ids") if k in b}
+                        loss_sum, _ = trainer(b["input_ids"].to(dist.device), b["labels"].to(dist.device), **kwargs)
+                        (loss_sum / n_trained).backward()
+                    step_loss += float(loss_sum.detach())
+                    window_real += b["tokens"]
+                    window_samples += b["examples"]
+            except torch.OutOfMemoryError as err:
+                raise TrainerFailure(ExitCode.OUT_OF_MEMORY, f"out of GPU memory at step {step + 1}: {err}") from None
+            if not math.isfinite(step_loss):
+                raise TrainerFailure(ExitCode.DIVERGED, f"training diverged: the loss became {step_loss} at step "
+                                     f"{step + 1}; lower spec.training.learningRate or check the data")
+            torch.nn.utils.clip_grad_norm_(params, t["maxGradNorm"])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            micro_seen += accum
+            window_loss += step_loss / n_trained
+            window_steps += 1
+            step_times.append(time.monotonic() - t_step)
+
+            elapsed = time.monotonic() - window_t0
+            real_all = dist.sum(window_real)
+            tokens_seen += int(real_all)
+            eta = (total_steps - step) * (sum(step_times[-20:]) / len(step_times[-20:]))
+            self.reporter.update(step=step, epoch=round(epoch + batch_index / max(1, len(batches)), 3),
+                                 trainLoss=round(dist.sum(window_loss / window_steps) / dist.world, 5),
+                                 learningRate=scheduler.get_last_lr()[0],
+                                 tokensPerSecond=round(real_all / max(elapsed, 1e-9), 1),
+                                 samplesPerSecond=round(dist.sum(window_samples) / max(elapsed, 1e-9), 2),
+                                 etaSeconds=int(eta),
+                                 gpuMemoryBytes=torch.cuda.max_memory_allocated(dist.device)
+                                 if dist.device.type == "cuda" else None)
+            window_loss = window_steps = window_real = window_samples = 0.0
+            window_t0 = time.monotonic()
+
+            evaluate_now = val_set and (step % t["evalEverySteps"] == 0 or step == total_steps)
+            if evaluate_now:
+                metrics = evaluate.eval_loss(loss_module, val_set, t["batchSize"], tokenizer.pad_token_id, dist.device)
+                self.reporter.update(evalLoss=round(metrics["eval_loss"], 5))
+                if es:
+                    value = metrics[es["metric"]]
+                    if best is None or value < best - es["minDelta"]:
+                        best, bad_evals = value, 0
+                        best_uri = save(step, metrics)
+                    else:
+                        bad_evals += 1
+                        stop = bad_evals >= es["patience"]
+                        if stop:
+                            log.info("early stopping at step %d: %s did not improve for %d evaluations",
+                                     step, es["metric"], bad_evals)
+            if step % t["checkpointEverySteps"] == 0 and not (es and evaluate_now and best_uri and best_uri.endswith(f"{step:08d}")):
+                save(step, metrics)
+            if dist.any(self.preempted):
+                save(step, metrics)
+                raise TrainerFailure(ExitCode.PREEMPTED, f"stopped by SIGTERM at step {step}; checkpoint saved, "
+                                     "resume by relaunching the same job", step=step)
+            stop = dist.any(stop)
+
+        # --- the result ---------------------------------------------------------------------------
+        if es and best_uri:
+            trainable, _ = checkpoint.load(s3, best_uri, dist.device)
+            modelmod.load_trainable_state(model, trainable)
+            metrics = evaluate.eval_loss(loss_module, val_set, t["batchSize"], tokenizer.pad_token_id, dist.device)
+        result = {}
+        if dist.main:
+            self.reporter.update(phase="evaluating")
+            if val_set:
+                metrics = metrics or evaluate.eval_loss(loss_module, val_set, t["batchSize"], tokenizer.pad_token_id,
+                                                        dist.device)
+                samples = evaluate.held_out_prompts(val_set, tokenizer, TASK_CHECK_SAMPLES)
+                metrics.update(evaluate.task_checks(model, tokenizer, samples, dist.device,
+                                                    cfg.dataset.get("completionJsonSchema")))
+            if initial:
+                metrics["initial_eval_loss"] = initial["eval_loss"]
+            self.reporter.update(phase="saving")
+            result = self._write_result(s3, model, tokenizer, model_type, base_digest, stats, metrics, step,
+                                        tokens_seen)
+            self.reporter.update(phase="done")
+        dist.barrier()
+        dist.close()
+        return result
+
+    def _micro_batch_budget(self, plan_for) -> int:
+        t = self.cfg.training
+        if "maxSteps" in t:
+            return t["maxSteps"] * t["gradientAccumulationSteps"]
+        epochs = t.get("epochs", 1.0)
+        full = int(epochs)
+        total = sum(len(plan_for(e)) for e in range(full))
+        if epochs > full:
+            total += int((epochs - full) * len(plan_for(full)))
+        return total
+
+    def _write_result(self, s3, model, tokenizer, model_type, base_digest, stats, metrics, steps, tokens) -> dict:
+        cfg = self.cfg
+        out = cfg.output_uri
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "adapter"
+            model.save_pretrained(folder, safe_serialization=True)
+            if cfg.method == "full":
+                tokenizer.save_pretrained(folder)
+            files = []
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                rel = path.relative_to(folder).as_posix()
+                files.append({"name": f"adapter/{rel}", "sha256": _sha256(path), "size": path.stat().st_size})
+            s3mod.upload_folder(folder, s3mod.join(out, "adapter"), s3)
+        lora = cfg.lora if cfg.method != "full" else {}
+        manifest = {
+            "apiVersion": "finetune.fto.dev/v1alpha1", "kind": "AdapterManifest",
+            "job": {"namespace": cfg.job.namespace, "name": cfg.job.name, "uid": cfg.job.uid},
+            "method": cfg.method, "modelType": model_type,
+            "lora": {"r": lora.get("r"), "alpha": lora.get("alpha"),
+                     "targetModules": sorted(getattr(model, "peft_config", {}).get("default").target_modules)
+                     if hasattr(model, "peft_config") else None} if lora else None,
+            "files": files,
+            "baseModel": {"name": cfg.base_model["name"], "uri": cfg.base_model.get("uri"), "digest": base_digest},
+            "dataset": {"uri": cfg.dataset["uri"], "etag": stats.source_etag,
+                        "validationUri": cfg.dataset.get("validationUri")},
+            "datasetStats": stats.summary(),
+            "configHash": cfg.config_hash,
+            "trainerVersion": __version__,
+            "trainerImage": os.environ.get("FTO_TRAINER_IMAGE", ""),
+            "metrics": {k: round(v, 6) for k, v in metrics.items()},
+            "steps": steps, "tokens": tokens,
+            "wallSeconds": round(time.monotonic() - self.t_start, 1),
+            "createdAt": _now(),
+        }
+        body = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        bucket, prefix = s3mod.parse_uri(s3mod.join(out, "manifest.json"))
+        with s3mod.errors(f"writing {out}/manifest.json"):
+            s3.put_object(Bucket=bucket, Key=prefix, Body=body)
+        return {"adapterUri": s3mod.join(out, "adapter"), "manifestUri": s3mod.join(out, "manifest.json"),
+                "adapterDigest": "sha256:" + hashlib.sha256(body).hexdigest(), "steps": steps,
+                "metrics": manifest["metrics"]}
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
