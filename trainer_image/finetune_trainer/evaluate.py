@@ -68,7 +68,9 @@ def task_checks(model, tokenizer, samples: list, device, json_schema: str | None
         exact = compliant = 0
         with context():
             for prompt_ids, reference in samples:
-                answer = _answer(model, tokenizer, prompt_ids, max_new_tokens, device)
+                # An answer much longer than the reference is wrong anyway: stop generating there.
+                budget = min(max_new_tokens, len(tokenizer(reference, add_special_tokens=False)["input_ids"]) + 16)
+                answer = _answer(model, tokenizer, prompt_ids, budget, device)
                 exact += answer == reference.strip()
                 if json_schema:
                     compliant += json_compliant(answer, validator)

@@ -124,6 +124,9 @@ class Recipe:
         s3 = self._setup_s3()
 
         self.reporter.update(phase="loading")
+        if dist.local_rank == 0:  # one download per node; the other ranks wait, then find it complete
+            modelmod.fetch(cfg, s3)
+        dist.barrier()
         folder = modelmod.fetch(cfg, s3)
         base_digest = modelmod.verify_digest(cfg, folder)
         model, tokenizer, model_type = modelmod.load(cfg, folder, dist.device)
@@ -149,6 +152,7 @@ class Recipe:
         scheduler = get_scheduler(t["lrScheduler"], optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
 
         step, epoch, batch_index, best, best_uri, bad_evals, tokens_seen = 0, 0, 0, None, None, 0, 0
+        initial_loss = None
         resumed = checkpoint.latest(s3, cfg.output_uri, cfg.job.key, cfg.config_hash)
         if resumed:
             uri, state = resumed
@@ -160,6 +164,7 @@ class Recipe:
             step, epoch, batch_index = state["step"], state["epoch"], state["batchIndex"]
             best, best_uri, bad_evals = state.get("best"), state.get("bestUri"), state.get("badEvals", 0)
             tokens_seen = state.get("tokensSeen", 0)
+            initial_loss = state.get("initialEvalLoss")
             for _, kept, st in checkpoint.list_valid(s3, cfg.output_uri):
                 self.reporter.add_checkpoint({"step": st["step"], "uri": kept, "evalLoss": st.get("evalLoss")})
             log.info("resumed from %s at step %d", uri, step)
@@ -172,6 +177,7 @@ class Recipe:
                                       modelmod.trainable_state(model), optimizer, scheduler,
                                       {"job": cfg.job.key, "configHash": cfg.config_hash, "best": best,
                                        "bestUri": best_uri, "badEvals": bad_evals, "tokensSeen": tokens_seen,
+                                       "initialEvalLoss": initial_loss,
                                        "evalLoss": (metrics or {}).get("eval_loss")})
                 self.reporter.add_checkpoint({"step": at_step, "uri": uri, "evalLoss": (metrics or {}).get("eval_loss"),
                                               "savedAt": _now()})
@@ -184,10 +190,10 @@ class Recipe:
         # --- the loop ---------------------------------------------------------------------------
         es = cfg.early_stopping
         metrics: dict = {}
-        initial: dict = {}
         if val_set and step == 0:  # the baseline the fine-tune is measured against
-            initial = evaluate.eval_loss(loss_module, val_set, t["batchSize"], tokenizer.pad_token_id, dist.device)
-            self.reporter.update(evalLoss=round(initial["eval_loss"], 5))
+            initial_loss = evaluate.eval_loss(loss_module, val_set, t["batchSize"], tokenizer.pad_token_id,
+                                              dist.device)["eval_loss"]
+            self.reporter.update(evalLoss=round(initial_loss, 5))
         window_loss = window_steps = window_real = window_samples = 0.0
         window_t0, step_times = time.monotonic(), []
         micro_seen = step * accum
@@ -284,8 +290,8 @@ class Recipe:
                 samples = evaluate.held_out_prompts(val_set, tokenizer, TASK_CHECK_SAMPLES)
                 metrics.update(evaluate.task_checks(model, tokenizer, samples, dist.device,
                                                     cfg.dataset.get("completionJsonSchema")))
-            if initial:
-                metrics["initial_eval_loss"] = initial["eval_loss"]
+            if initial_loss is not None:
+                metrics["initial_eval_loss"] = initial_loss
             self.reporter.update(phase="saving")
             result = self._write_result(s3, model, tokenizer, model_type, base_digest, stats, metrics, step,
                                         tokens_seen)
