@@ -32,6 +32,7 @@ def buckets(s3):
     name = f"trainer-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=name)
     s3.upload_file(str(DATASET), name, "data/train.jsonl")
+    s3.upload_file(str(ROOT / "examples" / "datasets" / "general-regression.jsonl"), name, "data/regression.jsonl")
     try:
         s3.head_object(Bucket="fto-test-models", Key="smollm2-135m-instruct/config.json")
     except Exception:  # noqa: BLE001 - not uploaded yet
@@ -47,7 +48,7 @@ def free_port() -> int:
 
 
 def job(bucket: str, name: str, tmp_path: Path, uid: str | None = None, dataset_key: str = "data/train.jsonl",
-        **training) -> tuple[Path, dict]:
+        evaluation: dict | None = None, **training) -> tuple[Path, dict]:
     spec = {
         "baseModel": {"name": "smollm2-135m-instruct", "uri": "s3://fto-test-models/smollm2-135m-instruct/"},
         "dataset": {"uri": f"s3://{bucket}/{dataset_key}", "format": "promptCompletion", "validationSplit": 0.1,
@@ -55,6 +56,7 @@ def job(bucket: str, name: str, tmp_path: Path, uid: str | None = None, dataset_
         "credentials": {"secretRef": {"name": "unused-outside-a-cluster"}},
         "method": {"type": "lora", "lora": {"r": 16, "alpha": 32}},
         "training": {"batchSize": 4, "learningRate": 0.002, "maxSeqLength": 256, **training},
+        "evaluation": evaluation or {"samples": 0},
         "resources": {"gpusPerNode": 0},
         "output": {"uri": f"s3://{bucket}/out/{name}/"},
     }
@@ -70,7 +72,7 @@ def job(bucket: str, name: str, tmp_path: Path, uid: str | None = None, dataset_
 def trainer_env(cluster) -> dict:
     return dict(os.environ, AWS_ENDPOINT_URL=cluster.s3_endpoint, AWS_ACCESS_KEY_ID=components.MINIO_USER,
                 AWS_SECRET_ACCESS_KEY=components.MINIO_PASSWORD, AWS_DEFAULT_REGION="us-east-1",
-                HF_HUB_OFFLINE="1", FTO_TASK_CHECK_SAMPLES="6")
+                HF_HUB_OFFLINE="1")
 
 
 def termination(doc: dict) -> dict:
@@ -86,7 +88,8 @@ def read_json(s3, uri: str) -> dict:
 def trained(cluster, buckets, tmp_path_factory):
     """One real LoRA run, shared by the assertions below; progress is sampled while it runs."""
     tmp = tmp_path_factory.mktemp("lora")
-    path, doc = job(buckets, "lora", tmp, maxSteps=30, evalEverySteps=15, checkpointEverySteps=15)
+    path, doc = job(buckets, "lora", tmp, maxSteps=30, evalEverySteps=15, checkpointEverySteps=15, evaluation={
+        "samples": 6, "answerRegex": r"\{.*\}", "regressionUri": f"s3://{buckets}/data/regression.jsonl"})
     proc = subprocess.Popen(TRAINER + ["train", "--config", str(path)], env=trainer_env(cluster),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     port = doc["runtime"]["metricsPort"]
@@ -136,6 +139,13 @@ def test_adapter_answers_in_the_dataset_format_where_the_base_model_does_not(tra
     assert metrics["base_format_compliance"] <= 0.2
     assert metrics["format_compliance"] >= 0.5
     assert metrics["format_compliance"] > metrics["base_format_compliance"]
+    assert metrics["regex_match"] >= metrics["format_compliance"]
+
+
+def test_regression_set_is_scored_for_the_base_model_and_the_adapter(trained):
+    metrics = trained["result"]["metrics"]
+    assert 0 < metrics["base_regression_loss"] < 10 and 0 < metrics["regression_loss"] < 10
+    assert metrics["regression_loss"] != metrics["base_regression_loss"]
 
 
 def test_progress_and_prometheus_metrics_are_served_while_training(trained):
@@ -152,7 +162,6 @@ def test_progress_and_prometheus_metrics_are_served_while_training(trained):
 
 def test_sigterm_midway_checkpoints_then_resume_matches_an_uninterrupted_run(cluster, buckets, s3, tmp_path):
     env = trainer_env(cluster)
-    env["FTO_TASK_CHECK_SAMPLES"] = "0"
     steps = dict(maxSteps=12, evalEverySteps=12, checkpointEverySteps=100)
     straight_path, straight = job(buckets, "straight", tmp_path, **steps)
     assert subprocess.run(TRAINER + ["train", "--config", str(straight_path)], env=env,
@@ -229,7 +238,6 @@ def test_qlora_without_cuda_fails_with_a_clear_error(cluster, buckets, tmp_path)
 def test_two_processes_train_data_parallel_on_cpu_with_gloo(cluster, buckets, s3, tmp_path):
     path, doc = job(buckets, "ddp", tmp_path, maxSteps=4, evalEverySteps=4)
     env = trainer_env(cluster)
-    env["FTO_TASK_CHECK_SAMPLES"] = "0"
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           "-m", "finetune_trainer", "train", "--config", str(path)],
                          env=env, capture_output=True, text=True, timeout=600)
@@ -238,3 +246,19 @@ def test_two_processes_train_data_parallel_on_cpu_with_gloo(cluster, buckets, s3
     assert result["reason"] == "Succeeded" and result["steps"] == 4
     manifest = read_json(s3, result["manifestUri"])
     assert manifest["steps"] == 4
+
+
+def test_early_stopping_stops_on_patience_and_keeps_the_best_checkpoint(cluster, buckets, s3, tmp_path):
+    # minDelta 100 makes every evaluation after the first "no improvement": stop after patience 1.
+    path, doc = job(buckets, "early", tmp_path, maxSteps=12, evalEverySteps=2, checkpointEverySteps=100,
+                    earlyStopping={"metric": "eval_loss", "patience": 1, "minDelta": 100})
+    env = trainer_env(cluster)
+    run = subprocess.run(TRAINER + ["train", "--config", str(path)], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = termination(doc)
+    assert result["steps"] == 4, "patience 1: the evaluation at step 4 did not improve, so training stops there"
+    listed = s3.list_objects_v2(Bucket=buckets, Prefix="out/early/checkpoints/step-00000002/state.json")
+    assert listed.get("KeyCount") == 1, "the best checkpoint (step 2) is kept"
+    best = read_json(s3, f"s3://{buckets}/out/early/checkpoints/step-00000002/state.json")
+    # The adapter written is the best one: its evaluation is the step-2 evaluation.
+    assert result["metrics"]["eval_loss"] == pytest.approx(best["evalLoss"], rel=1e-4)

@@ -247,8 +247,24 @@ def load(cfg, s3, tokenizer) -> tuple[list, list, DatasetReport]:
     return train, val, report
 
 
-def _examples(s3, uri: str, cfg, encoder: Encoder, validator, report: DatasetReport, max_rows) -> list:
-    fmt, fields, max_len = cfg.dataset["format"], cfg.fields, cfg.training["maxSeqLength"]
+def load_regression_set(cfg, s3, tokenizer) -> list:
+    """spec.evaluation.regressionUri: promptCompletion rows with the default field names."""
+    uri = cfg.spec.get("evaluation", {}).get("regressionUri")
+    if not uri:
+        return []
+    report = DatasetReport()
+    from .config import DEFAULT_FIELDS
+    out = _examples(s3, uri, cfg, Encoder(tokenizer, cfg.training["maxSeqLength"]), None, report, None,
+                    fmt="promptCompletion", fields=DEFAULT_FIELDS["promptCompletion"])
+    if report.error_count:
+        raise TrainerFailure(ExitCode.DATASET_INVALID,
+                             f"{report.error_count} invalid row(s) in {uri}:\n" + "\n".join(report.errors))
+    return out
+
+
+def _examples(s3, uri: str, cfg, encoder: Encoder, validator, report: DatasetReport, max_rows,
+              fmt: Optional[str] = None, fields: Optional[dict] = None) -> list:
+    fmt, fields, max_len = fmt or cfg.dataset["format"], fields or cfg.fields, cfg.training["maxSeqLength"]
     seen: set = set()
     out = []
     for line, record in read_records(s3, uri, file_format(uri, cfg.dataset.get("fileFormat", "auto")), max_rows, report):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 
 import torch
 
@@ -50,7 +51,7 @@ def json_compliant(text: str, validator) -> bool:
 
 
 @torch.no_grad()
-def task_checks(model, tokenizer, samples: list, device, json_schema: str | None,
+def task_checks(model, tokenizer, samples: list, device, json_schema: str | None, answer_regex: str | None = None,
                 max_new_tokens: int = 128) -> dict:
     """samples: [(prompt token ids, reference answer)]. Scores the adapter and the base model."""
     if not samples:
@@ -59,13 +60,14 @@ def task_checks(model, tokenizer, samples: list, device, json_schema: str | None
     if json_schema:
         import jsonschema
         validator = jsonschema.Draft202012Validator(json.loads(json_schema))
+    pattern = re.compile(answer_regex, re.DOTALL) if answer_regex else None
     model.eval()
     scores: dict = {}
     variants = [("", contextlib.nullcontext)]
     if hasattr(model, "disable_adapter"):
         variants.append(("base_", model.disable_adapter))
     for prefix, context in variants:
-        exact = compliant = 0
+        exact = compliant = matched = 0
         with context():
             for prompt_ids, reference in samples:
                 # An answer much longer than the reference is wrong anyway: stop generating there.
@@ -74,9 +76,13 @@ def task_checks(model, tokenizer, samples: list, device, json_schema: str | None
                 exact += answer == reference.strip()
                 if json_schema:
                     compliant += json_compliant(answer, validator)
+                if pattern:
+                    matched += bool(pattern.fullmatch(answer))
         scores[f"{prefix}exact_match"] = exact / len(samples)
         if json_schema:
             scores[f"{prefix}format_compliance"] = compliant / len(samples)
+        if pattern:
+            scores[f"{prefix}regex_match"] = matched / len(samples)
     model.train()
     return scores
 
@@ -92,3 +98,14 @@ def held_out_prompts(examples: list, tokenizer, limit: int) -> list:
         end = next((i for i in range(first, len(e.labels)) if e.labels[i] == IGNORE), len(e.labels))
         out.append((e.input_ids[:first], tokenizer.decode(e.input_ids[first:end], skip_special_tokens=True)))
     return out
+
+
+def regression_losses(model, loss_module, examples: list, batch_size: int, pad_id: int, device) -> dict:
+    """Loss on a general-purpose set with the adapter and without: a rise is forgetting."""
+    if not examples:
+        return {}
+    scores = {"regression_loss": eval_loss(loss_module, examples, batch_size, pad_id, device)["eval_loss"]}
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            scores["base_regression_loss"] = eval_loss(loss_module, examples, batch_size, pad_id, device)["eval_loss"]
+    return scores

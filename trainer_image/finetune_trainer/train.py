@@ -28,7 +28,6 @@ from .outcomes import ExitCode, TrainerFailure
 from .report import Reporter
 
 log = logging.getLogger("finetune-trainer")
-TASK_CHECK_SAMPLES = int(os.environ.get("FTO_TASK_CHECK_SAMPLES", "16"))
 
 
 class Distributed:
@@ -131,6 +130,7 @@ class Recipe:
         base_digest = modelmod.verify_digest(cfg, folder)
         model, tokenizer, model_type = modelmod.load(cfg, folder, dist.device)
         train_set, val_set, stats = self._setup_data(s3, tokenizer)
+        regression_set = data.load_regression_set(cfg, s3, tokenizer)
         log.info("data: %s", json.dumps(stats.summary()))
         loss_module = TokenLoss(model)
         trainer = loss_module
@@ -287,9 +287,12 @@ class Recipe:
             if val_set:
                 metrics = metrics or evaluate.eval_loss(loss_module, val_set, t["batchSize"], tokenizer.pad_token_id,
                                                         dist.device)
-                samples = evaluate.held_out_prompts(val_set, tokenizer, TASK_CHECK_SAMPLES)
+                ev = cfg.spec.get("evaluation") or {}
+                samples = evaluate.held_out_prompts(val_set, tokenizer, ev.get("samples", 16))
                 metrics.update(evaluate.task_checks(model, tokenizer, samples, dist.device,
-                                                    cfg.dataset.get("completionJsonSchema")))
+                                                    cfg.dataset.get("completionJsonSchema"), ev.get("answerRegex")))
+            metrics.update(evaluate.regression_losses(model, loss_module, regression_set, t["batchSize"],
+                                                      tokenizer.pad_token_id, dist.device))
             if initial_loss is not None:
                 metrics["initial_eval_loss"] = initial_loss
             self.reporter.update(phase="saving")

@@ -16,7 +16,8 @@ PHASES = ["Pending", "Validating", "Queued", "Running", "Succeeded", "Failed", "
 # Once a job leaves these phases its training inputs are fixed: a changed spec would describe a
 # run that did not happen. Lifecycle fields (suspend, cancel, deadlines) stay editable.
 EDITABLE_PHASES = ["Pending", "Validating"]
-FROZEN_SPEC_FIELDS = ["baseModel", "dataset", "credentials", "method", "training", "resources", "output"]
+FROZEN_SPEC_FIELDS = ["baseModel", "dataset", "credentials", "method", "training", "evaluation", "resources",
+                      "output"]
 DATASET_FORMATS = ["instruction", "chat", "promptCompletion", "text"]
 ARCHITECTURES = ["llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "gpt2", "gpt_neox",
                  "falcon", "opt", "auto"]
@@ -200,6 +201,22 @@ def training() -> dict:
     ])
 
 
+def evaluation() -> dict:
+    return obj("spec.evaluation: checks run on generated answers after training, for the adapter and for the base "
+               "model (adapter disabled), recorded as metrics in the manifest.", {
+        "samples": integer("spec.evaluation.samples: held-out validation prompts to generate answers for (0 "
+                           "turns generation checks off). Scores: exact_match, format_compliance (with "
+                           "spec.dataset.completionJsonSchema), regex_match (with answerRegex).", minimum=0,
+                           maximum=1000, default=16),
+        "answerRegex": string("spec.evaluation.answerRegex: a regular expression every answer should fully match "
+                              "(Python re syntax).", max_length=1024),
+        "regressionUri": s3_object("spec.evaluation.regressionUri: a promptCompletion JSONL of general prompts; "
+                                   "its loss is measured for the base model and the adapter, so catastrophic "
+                                   "forgetting shows as regression_loss rising above base_regression_loss.",
+                                   "spec.evaluation.regressionUri"),
+    }, default={})
+
+
 def resources() -> dict:
     toleration = obj("A toleration, as in a pod spec.", {
         "key": string("Taint key to tolerate; empty with operator Exists tolerates everything.", max_length=316),
@@ -311,6 +328,7 @@ def spec() -> dict:
         "credentials": credentials(),
         "method": method(),
         "training": training(),
+        "evaluation": evaluation(),
         "resources": resources(),
         "lifecycle": lifecycle(),
         "output": output(),
@@ -399,7 +417,7 @@ def status() -> dict:
 
 
 def crd() -> dict:
-    frozen = " && ".join(f"self.spec.{f} == oldSelf.spec.{f}" if f in ("method", "training", "resources")
+    frozen = " && ".join(f"self.spec.{f} == oldSelf.spec.{f}" if f in ("method", "training", "evaluation", "resources")
                          else f"((has(self.spec.{f}) && has(oldSelf.spec.{f}) && self.spec.{f} == oldSelf.spec.{f})"
                               f" || (!has(self.spec.{f}) && !has(oldSelf.spec.{f})))"
                          for f in FROZEN_SPEC_FIELDS)
