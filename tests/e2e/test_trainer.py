@@ -262,3 +262,23 @@ def test_early_stopping_stops_on_patience_and_keeps_the_best_checkpoint(cluster,
     best = read_json(s3, f"s3://{buckets}/out/early/checkpoints/step-00000002/state.json")
     # The adapter written is the best one: its evaluation is the step-2 evaluation.
     assert result["metrics"]["eval_loss"] == pytest.approx(best["evalLoss"], rel=1e-4)
+
+
+def test_fsdp_shards_the_model_across_two_processes_and_writes_a_loadable_adapter(cluster, buckets, s3, tmp_path):
+    path, doc = job(buckets, "fsdp", tmp_path, maxSteps=4, evalEverySteps=4, checkpointEverySteps=2,
+                    distributedStrategy="fsdp")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "finetune_trainer", "train", "--config", str(path)],
+                         env=trainer_env(cluster), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    result = termination(doc)
+    assert result["reason"] == "Succeeded" and result["steps"] == 4
+    assert result["metrics"]["eval_loss"] < result["metrics"]["initial_eval_loss"]
+    # The gathered adapter is complete: every LoRA matrix of every layer, at full (unsharded) shape.
+    from safetensors.torch import load as load_safetensors
+    weights = load_safetensors(s3.get_object(Bucket=buckets, Key="out/fsdp/adapter/adapter_model.safetensors")["Body"].read())
+    lora_a = {k: v for k, v in weights.items() if "lora_A" in k}
+    assert len(lora_a) == 30 * 7  # SmolLM2-135M: 30 layers x 7 projections
+    assert all(v.shape[0] == 16 for v in lora_a.values())
+    listed = s3.list_objects_v2(Bucket=buckets, Prefix="out/fsdp/checkpoints/")
+    assert any(o["Key"].endswith("step-00000004/state.json") for o in listed.get("Contents", []))

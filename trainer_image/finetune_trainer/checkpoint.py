@@ -44,7 +44,8 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(s3, output_uri: str, step: int, position: dict, trainable: dict, optimizer, scheduler, meta: dict) -> str:
+def save(s3, output_uri: str, step: int, position: dict, trainable: dict, optimizer_state: dict,
+         scheduler_state: dict, meta: dict) -> str:
     """Uploads a checkpoint; returns its URI."""
     import torch
     from safetensors.torch import save_file
@@ -52,7 +53,7 @@ def save(s3, output_uri: str, step: int, position: dict, trainable: dict, optimi
     bucket, prefix = s3mod.parse_uri(uri)
     with tempfile.TemporaryDirectory() as tmp, s3mod.errors(f"saving checkpoint {uri}"):
         save_file(trainable, f"{tmp}/trainable.safetensors")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
+        torch.save({"optimizer": optimizer_state, "scheduler": scheduler_state, "rng": rng_state()},
                    f"{tmp}/training_state.pt")
         for name in ("trainable.safetensors", "training_state.pt"):
             s3.upload_file(f"{tmp}/{name}", bucket, f"{prefix}/{name}")

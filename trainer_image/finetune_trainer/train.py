@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, batching, checkpoint, data, evaluate, model as modelmod, s3 as s3mod
+from . import __version__, batching, checkpoint, data, evaluate, model as modelmod, parallel, s3 as s3mod
 from .config import TrainerConfig
 from .loss import TokenLoss, collate
 from .outcomes import ExitCode, TrainerFailure
@@ -133,11 +133,8 @@ class Recipe:
         regression_set = data.load_regression_set(cfg, s3, tokenizer)
         log.info("data: %s", json.dumps(stats.summary()))
         loss_module = TokenLoss(model)
-        trainer = loss_module
-        if dist.world > 1:
-            trainer = torch.nn.parallel.DistributedDataParallel(
-                loss_module, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
-                broadcast_buffers=False)
+        trainer = parallel.wrap(loss_module, model, t["distributedStrategy"], dist)  # before the optimiser
+        fsdp = parallel.sharded(trainer)
 
         lengths = [len(e) for e in train_set]
         plan_for = lambda epoch: batching.plan(lengths, t["batchSize"], t["packing"], t["maxSeqLength"],  # noqa: E731
@@ -157,8 +154,8 @@ class Recipe:
         if resumed:
             uri, state = resumed
             trainable, rest = checkpoint.load(s3, uri, dist.device)
-            modelmod.load_trainable_state(model, trainable)
-            optimizer.load_state_dict(rest["optimizer"])
+            parallel.load_trainable_state(trainer, model, trainable)
+            parallel.load_optimizer_state(trainer, optimizer, rest["optimizer"])
             scheduler.load_state_dict(rest["scheduler"])
             checkpoint.set_rng_state(rest["rng"])
             step, epoch, batch_index = state["step"], state["epoch"], state["batchIndex"]
@@ -172,9 +169,11 @@ class Recipe:
 
         def save(at_step: int, metrics: dict | None = None) -> str | None:
             uri = None
+            trainable = parallel.trainable_state(trainer, model)  # collective under FSDP: every rank gathers
+            optimizer_state = parallel.optimizer_state(trainer, optimizer)
             if dist.main:
                 uri = checkpoint.save(s3, cfg.output_uri, at_step, {"epoch": epoch, "batchIndex": batch_index},
-                                      modelmod.trainable_state(model), optimizer, scheduler,
+                                      trainable, optimizer_state, scheduler.state_dict(),
                                       {"job": cfg.job.key, "configHash": cfg.config_hash, "best": best,
                                        "bestUri": best_uri, "badEvals": bad_evals, "tokensSeen": tokens_seen,
                                        "initialEvalLoss": initial_loss,
@@ -215,8 +214,7 @@ class Recipe:
             try:
                 for i, b in enumerate(step_micro):
                     sync = i == len(step_micro) - 1 or dist.world == 1
-                    ctx = trainer.no_sync() if (dist.world > 1 and not sync) else _null()
-                    with ctx:
+                    with parallel.gradient_sync(trainer, sync):
                         kwargs = {k: b[k].to(dist.device) for k in ("attention_mask", "position_ids") if k in b}
                         loss_sum, _ = trainer(b["input_ids"].to(dist.device), b["labels"].to(dist.device), **kwargs)
                         (loss_sum / n_trained).backward()
@@ -277,27 +275,31 @@ class Recipe:
             stop = dist.any(stop)
 
         # --- the result ---------------------------------------------------------------------------
+        # Every rank takes part until the states are gathered (collectives under FSDP); rank 0 writes.
+        self.reporter.update(phase="evaluating")
         if es and best_uri:
             trainable, _ = checkpoint.load(s3, best_uri, dist.device)
-            modelmod.load_trainable_state(model, trainable)
+            parallel.load_trainable_state(trainer, model, trainable)
+            metrics = {}
+        if val_set and not metrics:
             metrics = evaluate.eval_loss(loss_module, val_set, t["batchSize"], tokenizer.pad_token_id, dist.device)
+        metrics.update(evaluate.regression_losses(model, loss_module, regression_set, t["batchSize"],
+                                                  tokenizer.pad_token_id, dist.device))
+        final_state = parallel.trainable_state(trainer, model)
         result = {}
         if dist.main:
-            self.reporter.update(phase="evaluating")
-            if val_set:
-                metrics = metrics or evaluate.eval_loss(loss_module, val_set, t["batchSize"], tokenizer.pad_token_id,
-                                                        dist.device)
+            if val_set and not fsdp:  # generation needs the whole model in one process
                 ev = cfg.spec.get("evaluation") or {}
                 samples = evaluate.held_out_prompts(val_set, tokenizer, ev.get("samples", 16))
                 metrics.update(evaluate.task_checks(model, tokenizer, samples, dist.device,
                                                     cfg.dataset.get("completionJsonSchema"), ev.get("answerRegex")))
-            metrics.update(evaluate.regression_losses(model, loss_module, regression_set, t["batchSize"],
-                                                      tokenizer.pad_token_id, dist.device))
+            elif val_set:
+                log.info("generation checks are skipped under fsdp (the model is sharded across processes)")
             if initial_loss is not None:
                 metrics["initial_eval_loss"] = initial_loss
             self.reporter.update(phase="saving")
-            result = self._write_result(s3, model, tokenizer, model_type, base_digest, stats, metrics, step,
-                                        tokens_seen)
+            result = self._write_result(s3, model, final_state, tokenizer, model_type, base_digest, stats, metrics,
+                                        step, tokens_seen)
             self.reporter.update(phase="done")
         dist.barrier()
         dist.close()
@@ -314,12 +316,13 @@ class Recipe:
             total += int((epochs - full) * len(plan_for(full)))
         return total
 
-    def _write_result(self, s3, model, tokenizer, model_type, base_digest, stats, metrics, steps, tokens) -> dict:
+    def _write_result(self, s3, model, state, tokenizer, model_type, base_digest, stats, metrics, steps,
+                      tokens) -> dict:
         cfg = self.cfg
         out = cfg.output_uri
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "adapter"
-            model.save_pretrained(folder, safe_serialization=True)
+            model.save_pretrained(folder, state_dict=state, safe_serialization=True)
             if cfg.method == "full":
                 tokenizer.save_pretrained(folder)
             files = []
@@ -355,14 +358,6 @@ class Recipe:
         return {"adapterUri": s3mod.join(out, "adapter"), "manifestUri": s3mod.join(out, "manifest.json"),
                 "adapterDigest": "sha256:" + hashlib.sha256(body).hexdigest(), "steps": steps,
                 "metrics": manifest["metrics"]}
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _now() -> str:

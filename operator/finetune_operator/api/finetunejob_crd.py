@@ -166,6 +166,11 @@ def training() -> dict:
                                 "validation and truncated).", minimum=16, maximum=1_048_576, default=1024),
         "packing": boolean("spec.training.packing: pack short examples into full-length sequences so no compute "
                            "is spent on padding.", default=False),
+        "distributedStrategy": string("spec.training.distributedStrategy: how processes share the work when "
+                                      "nodes x GPUs > 1. ddp replicates the model in every process (fastest when "
+                                      "it fits); fsdp shards parameters, gradients and optimiser state across "
+                                      "processes, for models that do not fit on one GPU.", enum=["ddp", "fsdp"],
+                                      default="ddp"),
         "gradientCheckpointing": boolean("spec.training.gradientCheckpointing: recompute activations in the "
                                          "backward pass; less memory, ~30% slower.", default=False),
         "weightDecay": number("spec.training.weightDecay: AdamW weight decay.", minimum=0, maximum=1, default=0),
