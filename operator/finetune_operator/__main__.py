@@ -31,6 +31,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
     from . import handlers  # noqa: F401  (registers the handlers)
 
+    explicit = args.namespace and not any(ch in ns for ns in args.namespace for ch in "*?![]")
+
+    @kopf.on.startup()
+    def configure(settings: kopf.OperatorSettings, **_):
+        # Watching named namespaces needs no cluster-wide scans of CRDs and namespaces, so a
+        # namespaced install runs with a Role alone.
+        settings.scanning.disabled = bool(explicit)
+
     asyncio.run(kopf.operator(
         clusterwide=not args.namespace,
         namespaces=args.namespace or None,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from pathlib import Path
 
 from kubernetes import client
 
@@ -112,3 +113,20 @@ def _alive(pid: int) -> bool:
             return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
     except FileNotFoundError:
         return False
+
+
+def test_the_operator_runs_as_a_deployment_under_its_own_service_account(cluster, core, namespace):
+    from helpers import kubectl
+    result = kubectl(cluster, "apply", "-n", namespace, "-f", str(Path(__file__).resolve().parents[2] /
+                                                                   "examples" / "operator-on-process-node.yaml"))
+    assert result.returncode == 0, result.stderr
+
+    def ready_pod():
+        pods = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=finetune-operator").items
+        return next((p for p in pods if any(c.type == "Ready" and c.status == "True"
+                                            for c in p.status.conditions or [])), None)
+    pod = wait_for(ready_pod, timeout=90, what="the operator pod to be Ready")
+    assert pod.spec.service_account_name == "finetune-operator" and pod.spec.node_name == nodes.PROCESS_NODE_NAME
+    logs = next(cluster.state_dir.glob(f"process-node/pods/{namespace}_{pod.metadata.name}_*/logs/operator.log"))
+    text = logs.read_text()
+    assert "Forbidden" not in text, text[-2000:]
