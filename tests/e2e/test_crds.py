@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from helpers import kubectl

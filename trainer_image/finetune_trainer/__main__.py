@@ -13,7 +13,6 @@ termination-message file for the operator.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import traceback

@@ -12,7 +12,6 @@ import json
 import logging
 import random
 import tempfile
-from pathlib import Path
 from typing import Optional
 
 from . import s3 as s3mod

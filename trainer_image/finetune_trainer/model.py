@@ -7,7 +7,6 @@ the same digest wherever they are stored; spec.baseModel.digest pins it.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -137,13 +136,3 @@ def load_trainable_state(model, state: dict) -> None:
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
-
-
-def summary(model) -> dict:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return {"trainable_parameters": trainable, "total_parameters": total}
-
-
-def describe(obj) -> str:
-    return json.dumps(obj, sort_keys=True)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
@@ -60,7 +59,3 @@ class ReadinessTracker:
             self._successes, self._failures = 0, self._failures + 1
             if self._failures >= self.probe.get("failureThreshold", 3):
                 self.ready = False
-
-
-def monotonic() -> float:
-    return time.monotonic()

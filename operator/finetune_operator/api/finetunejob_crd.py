@@ -6,7 +6,7 @@ manifest fails at `kubectl apply` (or in Argo CD's diff) with a message that nam
 """
 from __future__ import annotations
 
-from .schema import (array, boolean, conditions, dns_label, integer, local_object_ref, number, number_map, obj,
+from .schema import (array, boolean, column, conditions, crd_document, dns_label, integer, number, number_map, obj,
                      opaque, quantity, rule, s3_object, s3_prefix, sha256_digest, string, string_map, timestamp)
 
 GROUP = "finetune.fto.dev"
@@ -441,27 +441,13 @@ def crd() -> dict:
                         "spec.lifecycle (suspend, cancel, deadlines); create a new FineTuneJob to train "
                         "differently"),
                ])
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"finetunejobs.{GROUP}"},
-        "spec": {
-            "group": GROUP, "scope": "Namespaced",
-            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": "finetunejobs", "singular": "finetunejob",
-                      "shortNames": ["ftj", "ftjob"], "categories": ["finetune", "all"]},
-            "versions": [{
-                "name": VERSION, "served": True, "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": [
-                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                    {"name": "Progress", "type": "string", "jsonPath": ".status.progress.display"},
-                    {"name": "Loss", "type": "number", "jsonPath": ".status.progress.trainLoss"},
-                    {"name": "Eval", "type": "number", "jsonPath": ".status.progress.evalLoss", "priority": 1},
-                    {"name": "Model", "type": "string", "jsonPath": ".spec.baseModel.name"},
-                    {"name": "Method", "type": "string", "jsonPath": ".spec.method.type"},
-                    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
-                "schema": {"openAPIV3Schema": root},
-            }],
-        },
-    }
+    return crd_document(GROUP, VERSION, KIND, "finetunejobs", ["ftj", "ftjob"], [
+        column("Phase", ".status.phase"),
+        column("Progress", ".status.progress.display"),
+        column("Loss", ".status.progress.trainLoss", "number"),
+        column("Eval", ".status.progress.evalLoss", "number", priority=1),
+        column("Model", ".spec.baseModel.name"),
+        column("Method", ".spec.method.type"),
+        column("Reason", ".status.reason", priority=1),
+        column("Age", ".metadata.creationTimestamp", "date"),
+    ], root)

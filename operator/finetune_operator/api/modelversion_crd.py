@@ -8,7 +8,7 @@ tool reports the object as degraded until Git says something else.
 from __future__ import annotations
 
 from . import finetunejob_crd as ftj
-from .schema import (array, boolean, conditions, dns_label, integer, local_object_ref, number, number_map, obj,
+from .schema import (array, boolean, column, conditions, crd_document, dns_label, integer, local_object_ref, number, number_map, obj,
                      rule, s3_prefix, sha256_digest, string, timestamp)
 
 KIND = "ModelVersion"
@@ -186,26 +186,12 @@ def crd() -> dict:
                         "spec.model, spec.version and spec.adapter are immutable: register a new ModelVersion for "
                         "a new adapter"),
                ])
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"modelversions.{ftj.GROUP}"},
-        "spec": {
-            "group": ftj.GROUP, "scope": "Namespaced",
-            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": "modelversions", "singular": "modelversion",
-                      "shortNames": ["mv", "mver"], "categories": ["finetune", "all"]},
-            "versions": [{
-                "name": ftj.VERSION, "served": True, "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": [
-                    {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
-                    {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
-                    {"name": "Stage", "type": "string", "jsonPath": ".spec.stage"},
-                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
-                    {"name": "Served", "type": "string", "jsonPath": ".status.servedName", "priority": 1},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
-                "schema": {"openAPIV3Schema": root},
-            }],
-        },
-    }
+    return crd_document(ftj.GROUP, ftj.VERSION, KIND, "modelversions", ["mv", "mver"], [
+        column("Model", ".spec.model"),
+        column("Version", ".spec.version"),
+        column("Stage", ".spec.stage"),
+        column("Phase", ".status.phase"),
+        column("Reason", ".status.reason", priority=1),
+        column("Served", ".status.servedName", priority=1),
+        column("Age", ".metadata.creationTimestamp", "date"),
+    ], root)

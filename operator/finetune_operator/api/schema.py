@@ -15,7 +15,6 @@ S3_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 S3_OBJECT_RE = f"^s3://{S3_BUCKET}/.+$"
 S3_PREFIX_RE = f"^s3://{S3_BUCKET}(/.*)?$"
 SHA256_RE = "^sha256:[a-f0-9]{64}$"
-HTTP_URL_RE = r"^https?://[^/\s]+(/.*)?$"
 QUANTITY = (r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
             r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
 
@@ -149,3 +148,26 @@ def conditions(description: str) -> dict:
         "observedGeneration": integer("The metadata.generation this condition was computed from.", minimum=0,
                                       fmt="int64"),
     }, required=["type", "status", "lastTransitionTime"]), list_type="map", map_keys=["type"], max_items=16)
+
+
+def crd_document(group: str, version: str, kind: str, plural: str, short_names: list[str], columns: list[dict],
+                 root: dict) -> dict:
+    """The CustomResourceDefinition around a root schema: namespaced, status subresource, the finetune category."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower(),
+                      "shortNames": short_names, "categories": ["finetune", "all"]},
+            "versions": [{"name": version, "served": True, "storage": True, "subresources": {"status": {}},
+                          "additionalPrinterColumns": columns, "schema": {"openAPIV3Schema": root}}],
+        },
+    }
+
+
+def column(name: str, json_path: str, kind: str = "string", priority: int = 0) -> dict:
+    col = {"name": name, "type": kind, "jsonPath": json_path}
+    if priority:
+        col["priority"] = priority
+    return col
