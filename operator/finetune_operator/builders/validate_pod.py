@@ -1,0 +1,18 @@
+"""The validate-only pod: checks the dataset on a CPU before any GPU is requested."""
+from __future__ import annotations
+
+from . import names, pod
+from .settings import OperatorSettings
+
+
+def validate_pod(ftj: dict, settings: OperatorSettings) -> dict:
+    name = ftj["metadata"]["name"]
+    tpl = pod.template(ftj, settings, "validate", ["train", "--validate-only"], gpus=0, scheduling=False)
+    container = tpl["spec"]["containers"][0]
+    container["resources"] = {"requests": {"cpu": settings.validate_cpu, "memory": settings.validate_memory},
+                              "limits": {"memory": settings.validate_memory}}
+    tpl["spec"]["terminationGracePeriodSeconds"] = 30
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": names.child_name(name, "validate"), "namespace": ftj["metadata"]["namespace"],
+                         "labels": tpl["metadata"]["labels"], "ownerReferences": [names.owner_reference(ftj)]},
+            "spec": tpl["spec"]}
