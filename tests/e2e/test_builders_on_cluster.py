@@ -1,7 +1,6 @@
 """The builders' manifests on the real cluster: accepted, scheduled on GPU nodes, owned by the job."""
 from __future__ import annotations
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from finetune_operator.builders import trainer_config, trainer_job, validate_pod

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,4 +15,10 @@ class OperatorSettings:
     termination_grace_seconds: int = 300
     validate_cpu: str = "1"
     validate_memory: str = "2Gi"
-    work_dir: str = "/work"
+    work_dir: str = "/var/lib/finetune/work"
+
+    @classmethod
+    def from_env(cls) -> "OperatorSettings":
+        """FTO_TRAINER_IMAGE and friends (the chart sets them from its values)."""
+        return cls(trainer_image=os.environ.get("FTO_TRAINER_IMAGE", cls.trainer_image),
+                   metrics_port=int(os.environ.get("FTO_TRAINER_METRICS_PORT", cls.metrics_port)))

@@ -1,5 +1,5 @@
-"""kopf handlers: thin functions that read an object, call pure code, and write status.
+"""kopf handlers: thin functions that read an object, call the controller logic, and write status.
 
-Importing this package registers every handler with kopf. The FineTuneJob and ModelVersion
-controllers land here (one module each) as their issues are built.
+Importing this package registers every handler with kopf.
 """
+from . import finetunejob  # noqa: F401

@@ -1,0 +1,119 @@
+"""Pure: observed children -> what a FineTuneJob's status should say.
+
+Condition types and reasons are constants so handlers, tests and docs name them the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Optional
+
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+# Condition types.
+VALIDATED = "Validated"      # the dataset passed the validate-only pod
+RUNNING = "Running"          # a trainer attempt is running
+SUCCEEDED = "Succeeded"      # summary condition: the adapter is written (True) or the job failed (False)
+# Reasons (CamelCase, stable). The trainer's own reasons (DatasetInvalid, InvalidConfig, ...) pass through.
+REASON_VALIDATING = "Validating"       # the validate-only pod is running
+REASON_DATASET_VALID = "DatasetValid"  # validation passed
+REASON_TRAINING = "Training"           # an attempt is running
+REASON_TRAINED = "Trained"             # the adapter and manifest are written
+REASON_RETRYING = "Retrying"           # a retryable failure; the next attempt resumes from a checkpoint
+REASON_CANCELLED = "Cancelled"         # spec.lifecycle.cancel was set
+REASON_RETRIES_EXHAUSTED = "RetryLimitExceeded"  # retryable failures beyond spec.lifecycle.retryLimit
+
+
+@dataclasses.dataclass(frozen=True)
+class PodOutcome:
+    state: str                     # pending | running | succeeded | failed
+    exit_code: Optional[int] = None
+    result: Optional[dict] = None  # the trainer's JSON termination message
+    message: str = ""
+
+    @property
+    def reason(self) -> str:
+        return (self.result or {}).get("reason") or ("PodFailed" if self.state == "failed" else "")
+
+    @property
+    def retryable(self) -> bool:
+        if self.result is not None:
+            return bool(self.result.get("retryable"))
+        return self.exit_code in (None, 137, 143)  # killed without saying why: evicted, preempted, OOM-killed
+
+
+def pod_outcome(pod: Optional[dict]) -> PodOutcome:
+    if not pod:
+        return PodOutcome("pending")
+    status = pod.get("status") or {}
+    phase = status.get("phase", "Pending")
+    terminated = next((cs["state"]["terminated"] for cs in status.get("containerStatuses") or []
+                       if (cs.get("state") or {}).get("terminated")), None)
+    result, message = None, status.get("message", "")
+    if terminated:
+        message = terminated.get("message") or message
+        try:
+            parsed = json.loads(message)
+            result = parsed if isinstance(parsed, dict) and "reason" in parsed else None
+        except (TypeError, ValueError):
+            pass
+    if phase == "Succeeded":
+        return PodOutcome("succeeded", 0, result, message)
+    if phase == "Failed":
+        return PodOutcome("failed", terminated.get("exitCode") if terminated else None, result,
+                          (result or {}).get("message") or message or status.get("reason", ""))
+    return PodOutcome("running" if phase == "Running" else "pending")
+
+
+def job_state(job: Optional[dict]) -> str:
+    """pending | running | succeeded | failed | suspended, from a batch/v1 Job's conditions."""
+    if not job:
+        return "pending"
+    conds = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+    if "Complete" in conds:
+        return "succeeded"
+    if "Failed" in conds:
+        return "failed"
+    if "Suspended" in conds or (job.get("spec") or {}).get("suspend"):
+        return "suspended"
+    return "running" if (job.get("status") or {}).get("active") else "pending"
+
+
+def job_failure_reason(job: dict) -> str:
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Failed" and c.get("status") == "True":
+            return c.get("reason") or "JobFailed"
+    return "JobFailed"
+
+
+def condition(previous: list, ctype: str, ok: bool, reason: str, message: str, generation: int, now: str) -> list:
+    """The conditions list with ctype set; lastTransitionTime moves only when the status changes."""
+    status = "True" if ok else "False"
+    old = next((c for c in previous or [] if c["type"] == ctype), None)
+    new = {"type": ctype, "status": status, "reason": reason, "message": message[:32000],
+           "observedGeneration": generation,
+           "lastTransitionTime": old["lastTransitionTime"] if old and old["status"] == status else now}
+    return [c for c in previous or [] if c["type"] != ctype] + [new]
+
+
+def condition_status(conditions: list, ctype: str) -> Optional[str]:
+    return next((c["status"] for c in conditions or [] if c["type"] == ctype), None)
+
+
+def retry_delay(attempt: int, base: float = 5.0, cap: float = 300.0) -> float:
+    """Exponential backoff before attempt N+1 (attempt 1 failed -> 5 s, 2 -> 10 s, ...)."""
+    return min(cap, base * 2 ** (attempt - 1))
+
+
+def progress_from(doc: dict) -> dict:
+    """The trainer's /progress document -> status.progress."""
+    step, total = int(doc.get("step") or 0), int(doc.get("totalSteps") or 0)
+    out = {"step": step, "totalSteps": total, "display": f"{step}/{total}" if total else str(step),
+           "percent": int(100 * step / total) if total else 0}
+    for src, dst in (("epoch", "epoch"), ("trainLoss", "trainLoss"), ("evalLoss", "evalLoss"),
+                     ("tokensPerSecond", "tokensPerSecond"), ("etaSeconds", "etaSeconds"),
+                     ("updatedAt", "updatedAt")):
+        if doc.get(src) is not None:
+            out[dst] = doc[src]
+    if "etaSeconds" in out:
+        out["etaSeconds"] = int(out["etaSeconds"])
+    return out
