@@ -122,8 +122,11 @@ class Reconciler:
         if not self.status.get("startTime") and state == "running":
             self._set(startTime=_now())
         self._condition(st.RUNNING, state == "running", st.REASON_TRAINING, f"attempt {attempt}")
-        self._phase("Running" if state == "running" else "Queued", st.REASON_TRAINING,
-                    f"attempt {attempt} of {1 + (self.spec.get('lifecycle') or {}).get('retryLimit', 3)}")
+        of = 1 + (self.spec.get("lifecycle") or {}).get("retryLimit", 3)
+        if state == "running":
+            self._phase("Running", st.REASON_TRAINING, f"attempt {attempt} of {of} is running")
+        else:
+            self._phase("Queued", st.REASON_TRAINING, f"attempt {attempt} of {of} is waiting for its pods")
         if lead and (lead.get("status") or {}).get("podIP") and state == "running":
             self._poll_progress(lead["status"]["podIP"])
 

@@ -15,9 +15,13 @@ from kubernetes import client
 
 from devcluster import components
 from finetune_trainer.basemodel import prepare_default_model
-from helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def client_for(cluster):
+    from kubernetes import config
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
 GROUP, VERSION = "finetune.fto.dev", "v1alpha1"
 
 
@@ -33,6 +37,13 @@ def operator(cluster, namespace, tmp_path):
                             env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)), stdout=log,
                             stderr=subprocess.STDOUT)
     yield tmp_path / "operator.log"
+    # kopf puts a finalizer on objects it runs timers for: delete them while it still runs.
+    crds = client.CustomObjectsApi(client_for(cluster))
+    crds.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, "finetunejobs")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and crds.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, "finetunejobs")["items"]:
+        time.sleep(0.3)
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
