@@ -115,7 +115,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_the_operator_runs_as_a_deployment_under_its_own_service_account(cluster, core, namespace):
+def test_the_operator_runs_as_a_deployment_under_its_own_service_account(cluster, crds, core, namespace):
     from helpers import kubectl
     result = kubectl(cluster, "apply", "-n", namespace, "-f", str(Path(__file__).resolve().parents[2] /
                                                                    "examples" / "operator-on-process-node.yaml"))
