@@ -1,6 +1,6 @@
 """Times `hack/cluster up` with warm binaries: from an empty state dir, and reusing the last state.
 
-Prints JSON. Runs on its own state dir and ports (FTO_PORT_BASE=32000), so a cluster you have
+Prints JSON. Runs on its own state dir and ports (FTO_PORT_BASE=5000), so a cluster you have
 running is not touched.  usage: .venv/bin/python bench/cluster_up.py [--runs N]
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main() -> None:
     cli = [sys.executable, "-m", "devcluster.cli"]
     fresh, reused = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, FTO_CLUSTER_DIR=str(Path(tmp) / "cluster"), FTO_PORT_BASE="32000",
+        env = dict(os.environ, FTO_CLUSTER_DIR=str(Path(tmp) / "cluster"), FTO_PORT_BASE="5000",
                    PYTHONPATH=str(ROOT / "hack"))
         for _ in range(args.runs):
             fresh.append(timed(cli + ["up"], env))

@@ -42,11 +42,19 @@ class Ports:
 
     @classmethod
     def from_env(cls) -> "Ports":
-        """FTO_PORT_BASE=N shifts every port by N - 12000, so two clusters can coexist."""
+        """FTO_PORT_BASE=N shifts every port by N - 12000, so two clusters can coexist.
+
+        The shifted ports must stay below Linux's ephemeral range (32768+), where outgoing
+        connections take their local ports and a listener can find its port taken.
+        """
         base = os.environ.get("FTO_PORT_BASE")
         if not base:
             return cls()
         shift = int(base) - 12000
+        highest = max(getattr(cls(), f.name) for f in dataclasses.fields(cls)) + shift
+        lowest = min(getattr(cls(), f.name) for f in dataclasses.fields(cls)) + shift
+        if not (1024 < lowest and highest < 32768):
+            raise ValueError(f"FTO_PORT_BASE={base} puts ports outside 1025-32767; pick a base from 2000 to 25000")
         return cls(**{f.name: getattr(cls(), f.name) + shift for f in dataclasses.fields(cls)})
 
 

@@ -288,6 +288,7 @@ class Agent:
             r._fail_all("the process node shut down", "NodeShutdown")
 
     def run(self) -> None:
+        os.environ["FTO_PROCESS_NODE_STATE"] = str(self.state_dir.resolve())
         check_mount_namespaces()
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         signal.signal(signal.SIGTERM, self.shutdown)

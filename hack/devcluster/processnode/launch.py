@@ -30,8 +30,8 @@ def _mount(source: str | None, target: str, flags: int) -> None:
            f"mount {source} -> {target}")
 
 
-def _ensure_target(source: str, target: str) -> None:
-    if os.path.isdir(source):
+def _ensure_target(is_dir: bool, target: str) -> None:
+    if is_dir:
         os.makedirs(target, exist_ok=True)
     else:
         os.makedirs(os.path.dirname(target) or "/", exist_ok=True)
@@ -45,11 +45,16 @@ def enter_namespaces(mounts: list, hostname: str) -> None:
     name = hostname.encode()
     _check(_libc.sethostname(name, len(name)), "sethostname")
     _mount("none", "/", MS_REC | MS_PRIVATE)
-    for source, target, read_only in sorted(mounts, key=lambda m: m[1].rstrip("/").count("/")):
-        _ensure_target(source, target)
-        _mount(source, target, MS_BIND | MS_REC)
+    ordered = sorted(mounts, key=lambda m: m[1].rstrip("/").count("/"))
+    # Hold every source open before mounting anything: a volume mounted at /tmp must not hide the
+    # sources of the volumes mounted after it (they live in the node's state folder).
+    held = [(os.open(src, os.O_PATH), os.path.isdir(src), target, ro) for src, target, ro in ordered]
+    for fd, is_dir, target, read_only in held:
+        _ensure_target(is_dir, target)
+        _mount(f"/proc/self/fd/{fd}", target, MS_BIND | MS_REC)
         if read_only:
             _mount(None, target, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        os.close(fd)
 
 
 def main() -> None:
@@ -63,8 +68,16 @@ def main() -> None:
     with open(sys.argv[1]) as f:
         spec = json.load(f)
     try:
+        home = os.open(spec["cwd"], os.O_PATH) if os.path.isdir(spec["cwd"]) else None
         enter_namespaces(spec["mounts"], spec["hostname"])
-        os.chdir(spec["cwd"])
+        for note in spec.get("notes", []):
+            print(f"process-node: {note}", file=sys.stderr, flush=True)
+        try:
+            os.chdir(spec["cwd"])
+        except OSError:
+            if home is None:
+                raise
+            os.fchdir(home)  # the working dir was under a path a volume now covers
     except OSError as err:
         print(f"process-node: cannot set up the container: {err}", file=sys.stderr, flush=True)
         os._exit(128)

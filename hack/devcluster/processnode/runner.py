@@ -26,22 +26,38 @@ HACK_DIR = str(Path(__file__).resolve().parents[2])
 MAX_MESSAGE = 4096
 
 
+def _covers_node_files(target: str) -> bool:
+    """True when a mount at target would cover the Python environment, the project or the node's state."""
+    target = os.path.normpath(target)
+    own = [sys.prefix, os.path.realpath(sys.prefix), HACK_DIR, os.environ.get("FTO_PROCESS_NODE_STATE", "")]
+    return any(p and (p == target or p.startswith(target.rstrip("/") + "/")) for p in own) or target == "/"
+
+
 class ContainerProcess:
     def __init__(self, pod_dir: Path, cplan: plan.ContainerPlan, volume_paths: dict):
         self.plan, self.pod_dir = cplan, pod_dir
         self.log_path = pod_dir / "logs" / f"{cplan.name}.log"
         self.message_path = pod_dir / "termination" / cplan.name
-        mounts = []
+        mounts, notes, env = [], [], dict(cplan.env)
         for m in cplan.mounts:
             source = Path(volume_paths[m.volume])
             if m.sub_path:
                 source = source / m.sub_path
                 if not source.exists():
                     source.mkdir(parents=True)
+            if _covers_node_files(m.target):
+                # Mounting here would hide the interpreter, the project or the node's state from the
+                # container itself; /tmp is the common case, and TMPDIR says where scratch space is.
+                notes.append(f"not mounting volume {m.volume!r} over {m.target}: it holds the node's own "
+                             f"files" + ("; TMPDIR points at the volume instead" if m.target.rstrip("/") == "/tmp"
+                                         else ""))
+                if m.target.rstrip("/") == "/tmp":
+                    env["TMPDIR"] = str(source)
+                continue
             mounts.append([str(source), m.target, m.read_only])
         mounts.append([str(self.message_path), cplan.termination_message_path, False])
         cwd = cplan.working_dir or str(pod_dir / "home")
-        self.spec = {"argv": cplan.argv, "env": cplan.env, "cwd": cwd, "mounts": mounts,
+        self.spec = {"argv": cplan.argv, "env": env, "cwd": cwd, "mounts": mounts, "notes": notes,
                      "hostname": cplan.env.get("HOSTNAME", "pod")[:63]}
         self.proc: subprocess.Popen | None = None
 

@@ -67,3 +67,9 @@ def test_process_node_is_not_managed_by_kwok():
 def test_port_base_shifts_all_ports(monkeypatch):
     monkeypatch.setenv("FTO_PORT_BASE", "22000")
     assert Ports.from_env().apiserver == Ports().apiserver + 10000
+
+
+def test_port_base_that_reaches_the_ephemeral_range_is_refused(monkeypatch):
+    monkeypatch.setenv("FTO_PORT_BASE", "42000")
+    with pytest.raises(ValueError, match="pick a base from 2000 to 25000"):
+        Ports.from_env()
