@@ -33,7 +33,8 @@ def ensure_binaries(layout: Layout) -> None:
 def ensure_credentials(layout: Layout) -> None:
     d = layout.pki_dir
     pki.ensure_ca(d)
-    pki.issue(d, "apiserver", "kube-apiserver", ip_sans=("127.0.0.1", "10.96.0.1"),
+    # 10.96.0.1 is the `kubernetes` Service's ClusterIP (first of the Service range): a SAN, never dialled.
+    pki.issue(d, "apiserver", "kube-apiserver", ip_sans=("127.0.0.1", "10.96.0.1"),  # Service range SAN
               dns_sans=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                         "kubernetes.default.svc.cluster.local"), server=True)
     pki.ensure_service_account_keys(d)

@@ -39,7 +39,7 @@ def test_pod_cidrs_are_loopback():
 
 def test_ip_pool_refuses_non_loopback_and_reuses_released_addresses():
     with pytest.raises(ValueError, match="inside 127.0.0.0/8"):
-        IPPool("10.0.0.0/24")
+        IPPool("10.0.0.0/24")  # refused: not loopback
     pool = IPPool("127.9.0.0/30")  # hosts .1 (node) and .2
     ip = pool.allocate("a")
     assert ip == "127.9.0.2" and pool.allocate("a") == ip
