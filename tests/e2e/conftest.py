@@ -13,7 +13,7 @@ import pytest
 from devcluster import cluster as devcluster
 from devcluster import components, kubeconfig
 from devcluster.layout import Layout
-from helpers import kubectl, wait_for
+from helpers import BASE_MODEL_URI, kubectl, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,3 +87,16 @@ def crds(cluster, api):
                              for c in ext.read_custom_resource_definition(name).status.conditions or []),
                  what=f"CRD {name} established")
     return client.CustomObjectsApi(api)
+
+
+@pytest.fixture(scope="session")
+def base_model_uri(s3) -> str:
+    """The default model (converted from its GGUF once) in this cluster's MinIO, uploaded once."""
+    from finetune_trainer import s3 as s3mod
+    from finetune_trainer.basemodel import prepare_default_model
+    bucket, prefix = s3mod.parse_uri(BASE_MODEL_URI)
+    try:
+        s3.head_object(Bucket=bucket, Key=f"{prefix}config.json")
+    except Exception:  # noqa: BLE001 - not uploaded to this cluster yet
+        s3mod.upload_folder(prepare_default_model(), BASE_MODEL_URI.rstrip("/"), s3)
+    return BASE_MODEL_URI

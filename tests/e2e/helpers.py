@@ -4,6 +4,9 @@ from __future__ import annotations
 import subprocess
 import time
 
+# Where the e2e tests find the default model in MinIO (the base_model_uri fixture uploads it).
+BASE_MODEL_URI = "s3://fto-test-models/smollm2-135m-instruct/"
+
 
 def wait_for(check, timeout: float = 60.0, interval: float = 0.3, what: str = "condition"):
     """Polls check() until it returns something truthy; returns that. Exceptions count as not yet."""

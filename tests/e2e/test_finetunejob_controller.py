@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from devcluster import components
-from finetune_trainer.basemodel import prepare_default_model
+from helpers import BASE_MODEL_URI
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,15 +50,10 @@ def operator(cluster, namespace, tmp_path):
 
 
 @pytest.fixture
-def data_bucket(s3, namespace, core):
+def data_bucket(s3, namespace, core, base_model_uri):
     bucket = f"ctl-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     s3.upload_file(str(ROOT / "examples" / "datasets" / "support-tickets.jsonl"), bucket, "data/train.jsonl")
-    try:
-        s3.head_object(Bucket="fto-test-models", Key="smollm2-135m-instruct/config.json")
-    except Exception:  # noqa: BLE001 - not uploaded yet in this cluster
-        from finetune_trainer import s3 as s3mod
-        s3mod.upload_folder(prepare_default_model(), "s3://fto-test-models/smollm2-135m-instruct", s3)
     core.create_namespaced_secret(namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="s3-credentials"),
                                                              string_data={"AWS_ACCESS_KEY_ID": components.MINIO_USER,
                                                                           "AWS_SECRET_ACCESS_KEY": components.MINIO_PASSWORD}))
@@ -68,7 +63,7 @@ def data_bucket(s3, namespace, core):
 def finetunejob(cluster, bucket: str, name: str, dataset_key: str = "data/train.jsonl", **output) -> dict:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FineTuneJob", "metadata": {"name": name},
             "spec": {"baseModel": {"name": "smollm2-135m-instruct",
-                                   "uri": "s3://fto-test-models/smollm2-135m-instruct/"},
+                                   "uri": BASE_MODEL_URI},
                      "dataset": {"uri": f"s3://{bucket}/{dataset_key}", "format": "promptCompletion",
                                  "validationSplit": 0.1},
                      "credentials": {"secretRef": {"name": "s3-credentials"}, "endpoint": cluster.s3_endpoint},

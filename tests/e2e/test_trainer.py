@@ -17,8 +17,7 @@ import pytest
 import yaml
 
 from devcluster import components
-from finetune_trainer.basemodel import prepare_default_model
-from helpers import wait_for
+from helpers import BASE_MODEL_URI, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = ROOT / "examples" / "datasets" / "support-tickets.jsonl"
@@ -27,17 +26,12 @@ TRAINER = [sys.executable, "-m", "finetune_trainer"]
 
 
 @pytest.fixture(scope="module")
-def buckets(s3):
-    """A fresh bucket for this module's data and outputs, and the base model uploaded once per session."""
+def buckets(s3, base_model_uri):
+    """A fresh bucket for this module's data and outputs."""
     name = f"trainer-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=name)
     s3.upload_file(str(DATASET), name, "data/train.jsonl")
     s3.upload_file(str(ROOT / "examples" / "datasets" / "general-regression.jsonl"), name, "data/regression.jsonl")
-    try:
-        s3.head_object(Bucket="fto-test-models", Key="smollm2-135m-instruct/config.json")
-    except Exception:  # noqa: BLE001 - not uploaded yet
-        from finetune_trainer import s3 as s3mod
-        s3mod.upload_folder(prepare_default_model(), "s3://fto-test-models/smollm2-135m-instruct", s3)
     return name
 
 
@@ -50,7 +44,7 @@ def free_port() -> int:
 def job(bucket: str, name: str, tmp_path: Path, uid: str | None = None, dataset_key: str = "data/train.jsonl",
         evaluation: dict | None = None, **training) -> tuple[Path, dict]:
     spec = {
-        "baseModel": {"name": "smollm2-135m-instruct", "uri": "s3://fto-test-models/smollm2-135m-instruct/"},
+        "baseModel": {"name": "smollm2-135m-instruct", "uri": BASE_MODEL_URI},
         "dataset": {"uri": f"s3://{bucket}/{dataset_key}", "format": "promptCompletion", "validationSplit": 0.1,
                     "completionJsonSchema": SCHEMA},
         "credentials": {"secretRef": {"name": "unused-outside-a-cluster"}},
