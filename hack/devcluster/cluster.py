@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from . import components, kubeconfig, nodes, pki, supervisor
+from . import components, kubeconfig, nodes, pki, prometheus, supervisor
 from .layout import HACK_DIR, Layout
 
 ADMIN_USER = "fto-admin"
@@ -39,7 +39,7 @@ def ensure_credentials(layout: Layout) -> None:
                         "kubernetes.default.svc.cluster.local"), server=True)
     pki.ensure_service_account_keys(d)
     kubeconfig.write_identity(layout, layout.kubeconfig, ADMIN_USER, ("system:masters",))
-    for user in ("system:kube-controller-manager", "system:kube-scheduler"):
+    for user in ("system:kube-controller-manager", "system:kube-scheduler", prometheus.PROMETHEUS_USER):
         kubeconfig.mint_user(layout, user)
     # kwok writes node and pod status and node leases for the fake nodes it serves.
     kubeconfig.write_identity(layout, layout.kubeconfig_for("kwok"), "fto-kwok", ("system:masters",))
@@ -57,6 +57,20 @@ def _create_nodes(layout: Layout) -> None:
     for node in nodes.fake_gpu_nodes(FAKE_GPU_NODES, GPUS_PER_NODE):
         try:
             core.create_node(node)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+
+
+def _bootstrap_rbac(layout: Layout) -> None:
+    """Cluster-wide RBAC of our own components (Prometheus' pod discovery)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    rbac = client.RbacAuthorizationV1Api(_client(layout))
+    for obj in prometheus.rbac_objects():
+        create = rbac.create_cluster_role if obj["kind"] == "ClusterRole" else rbac.create_cluster_role_binding
+        try:
+            create(obj)
         except ApiException as err:
             if err.status != 409:
                 raise
@@ -97,17 +111,29 @@ def up(layout: Layout | None = None) -> Layout:
     layout.state_dir.mkdir(parents=True, exist_ok=True)
     ensure_credentials(layout)
     for comp in components.all_components(layout):
+        if comp.missing:
+            log(f"{comp.name} skipped: {comp.missing}")
+            continue
         pid = supervisor.running_pid(layout, comp.name)
         if pid and supervisor.is_healthy(layout, comp):
             log(f"{comp.name} already running (pid {pid})")
+            if comp.name == "kube-apiserver":
+                _bootstrap_rbac(layout)  # a cluster started by an older version lacks it
             continue
         if pid:
             supervisor.stop(layout, comp.name)
-        proc = supervisor.start(layout, comp)
-        supervisor.wait_healthy(layout, comp, proc)
-        log(f"{comp.name} healthy (pid {proc.pid})")
+        try:
+            proc = supervisor.start(layout, comp)
+            supervisor.wait_healthy(layout, comp, proc)
+        except supervisor.ComponentFailed as err:
+            if not comp.optional:
+                raise
+            log(f"WARNING: {comp.name} did not start; the cluster works without it: {err}")
+            continue
+        log(f"{comp.name} healthy (pid {proc.pid})" + (f" at {comp.url}" if comp.url else ""))
         if comp.name == "kube-apiserver":
             _create_nodes(layout)
+            _bootstrap_rbac(layout)
     _cluster_ready(layout)
     log(f"up in {time.monotonic() - t0:.1f}s; kubeconfig: {layout.kubeconfig}")
     return layout
@@ -127,11 +153,14 @@ def status(layout: Layout | None = None) -> bool:
     layout = layout or Layout.default()
     healthy = True
     for comp in components.all_components(layout):
+        if comp.missing:
+            print(f"{comp.name:24} {'not installed':20} {comp.missing}")
+            continue
         pid = supervisor.running_pid(layout, comp.name)
         ok = bool(pid) and supervisor.is_healthy(layout, comp)
         healthy &= ok
         print(f"{comp.name:24} {'healthy' if ok else 'running, unhealthy' if pid else 'stopped':20} "
-              f"{'pid ' + str(pid) if pid else ''}")
+              f"{('pid ' + str(pid)) if pid else '':10} {comp.url}".rstrip())
     return healthy
 
 
@@ -145,4 +174,4 @@ def env_lines(layout: Layout | None = None) -> list[str]:
         f"export AWS_ACCESS_KEY_ID={components.MINIO_USER}",
         f"export AWS_SECRET_ACCESS_KEY={components.MINIO_PASSWORD}",
         "export AWS_DEFAULT_REGION=us-east-1",
-    ]
+    ] + ([] if prometheus.component(layout).missing else [f"export PROMETHEUS_URL={layout.prometheus_url}"])

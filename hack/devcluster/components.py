@@ -30,6 +30,14 @@ class Component:
     env: dict = dataclasses.field(default_factory=dict)
     # True when health_url is served over TLS by a certificate our CA did not sign.
     insecure_health: bool = False
+    # Files (path -> text) the supervisor writes before starting it, e.g. its config.
+    files: dict = dataclasses.field(default_factory=dict)
+    # Optional components (Prometheus) never fail the cluster: `up` warns and goes on.
+    optional: bool = False
+    # Why it cannot run here (e.g. its binary is not installed); empty when it can.
+    missing: str = ""
+    # The address users reach it at, shown by `hack/cluster status`.
+    url: str = ""
 
 
 def etcd(layout: Layout) -> Component:
@@ -129,7 +137,7 @@ def minio(layout: Layout) -> Component:
     return Component("minio", [
         str(layout.binary("MINIO")), "server", str(layout.state_dir / "minio"),
         f"--address={h}:{p.minio}", f"--console-address={h}:{p.minio_console}", "--quiet",
-    ], f"http://{h}:{p.minio}/minio/health/live",
+    ], f"http://{h}:{p.minio}/minio/health/live", url=layout.s3_endpoint,
         env={"MINIO_ROOT_USER": MINIO_USER, "MINIO_ROOT_PASSWORD": MINIO_PASSWORD,
              "MINIO_BROWSER": "off", "MINIO_UPDATE": "off", "MINIO_CI_CD": "1"})
 
@@ -140,7 +148,7 @@ def process_node(layout: Layout) -> Component:
         sys.executable, "-m", "devcluster.processnode",
         f"--kubeconfig={layout.kubeconfig}",
         f"--state-dir={layout.state_dir / 'process-node'}",
-        f"--pod-cidr={PROCESS_NODE_POD_CIDR}",
+        f"--pod-cidr={layout.process_node_pod_cidr}",
         f"--apiserver-host={h}", f"--apiserver-port={p.apiserver}",
         f"--health-address={h}:{p.process_node}",
     ], f"http://{h}:{p.process_node}/healthz")
@@ -148,5 +156,7 @@ def process_node(layout: Layout) -> Component:
 
 def all_components(layout: Layout) -> list[Component]:
     """In start order: each needs the ones before it."""
+    from . import prometheus  # it builds on Component
     return [etcd(layout), kube_apiserver(layout), kube_controller_manager(layout),
-            kube_scheduler(layout), kwok(layout), minio(layout), process_node(layout)]
+            kube_scheduler(layout), kwok(layout), minio(layout), process_node(layout),
+            prometheus.discovery(layout), prometheus.component(layout)]

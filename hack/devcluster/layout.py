@@ -39,6 +39,8 @@ class Ports:
     minio: int = 19000
     minio_console: int = 19001
     process_node: int = 16250
+    prometheus: int = 19090
+    prometheus_sd: int = 19091
 
     @classmethod
     def from_env(cls) -> "Ports":
@@ -67,6 +69,12 @@ class Layout:
     versions: dict
     ports: Ports
     host: str = "127.0.0.1"
+
+    @property
+    def process_node_pod_cidr(self) -> str:
+        """Pod IPs of the process node. Clusters with different FTO_PORT_BASE get different
+        /16s (127.2.0.0/16 for the default), so their pods never bind the same address."""
+        return f"127.{2 + ((self.ports.apiserver - Ports().apiserver) // 1000) % 50}.0.0/16"
 
     @classmethod
     def default(cls) -> "Layout":
@@ -102,6 +110,10 @@ class Layout:
     @property
     def s3_endpoint(self) -> str:
         return f"http://{self.host}:{self.ports.minio}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.host}:{self.ports.prometheus}"
 
     def kubeconfig_for(self, identity: str) -> Path:
         return self.state_dir / "identities" / f"{identity}.kubeconfig"

@@ -54,6 +54,9 @@ def running_pid(layout: Layout, name: str) -> int | None:
 def start(layout: Layout, component: Component) -> subprocess.Popen:
     layout.logs_dir.mkdir(parents=True, exist_ok=True)
     layout.run_dir.mkdir(parents=True, exist_ok=True)
+    for path, text in component.files.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
     log = open(log_path(layout, component.name), "ab")
     env = {**os.environ, **component.env}
     proc = subprocess.Popen(component.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

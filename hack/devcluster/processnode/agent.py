@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,6 +54,29 @@ class IPPool:
         with self._lock:
             self._used.pop(uid, None)
 
+    def reserve(self, uid: str, ip: str) -> None:
+        """Mark an IP a pod already holds (found after an agent restart) as taken."""
+        with self._lock:
+            if ip in self._hosts and ip not in self._used.values():
+                self._used[uid] = ip
+
+
+def _kill_orphan(container_id: str, uid8: str) -> None:
+    """SIGKILL the process group of a container the previous agent started, if it still runs
+    (checked by its command line naming the pod's directory, so a reused PID is left alone)."""
+    if not container_id.startswith("process://"):
+        return
+    try:
+        pid = int(container_id[len("process://"):])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (ValueError, OSError):
+        return
+    if "devcluster.processnode.launch" in cmdline and f"_{uid8}/" in cmdline:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
 
 def _utc(fmt: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime(fmt)
@@ -71,14 +95,25 @@ class Agent:
         self.apiserver = (apiserver_host, apiserver_port)
         self.health_address = health_address
         self.runners: dict[str, PodRunner] = {}
+        self.deleted: set[str] = set()  # uids of pods removed from the API
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.registered = threading.Event()
 
     # --- what runners need ---------------------------------------------------------------------
+    def pod_dir(self, pod: dict) -> Path:
+        meta = pod["metadata"]
+        return self.pods_dir / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
+
+    def release_storage(self, pod_dir: Path) -> None:
+        """A pod removed from the node loses its emptyDirs, home and scratch space, as on a kubelet
+        (a trainer pod holds a copy of its base model there); its logs and termination messages stay."""
+        for sub in ("volumes", "home", "tmp"):
+            shutil.rmtree(pod_dir / sub, ignore_errors=True)
+
     def base_env(self, pod: dict, pod_ip: str) -> dict:
         host, port = self.apiserver
-        pod_dir = self.pods_dir / f"{pod['metadata']['namespace']}_{pod['metadata']['name']}_{pod['metadata']['uid'][:8]}"
+        pod_dir = self.pod_dir(pod)
         (pod_dir / "tmp").mkdir(parents=True, exist_ok=True)
         return {
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -124,6 +159,9 @@ class Agent:
     def runner_done(self, runner: PodRunner) -> None:
         with self.lock:
             self.runners.pop(runner.uid, None)
+            deleted = runner.uid in self.deleted
+        if deleted:
+            self.release_storage(self.pod_dir(runner.pod))
         if runner.stopping.is_set() and not self.stopping.is_set():
             self._finalize_delete(runner.pod)
 
@@ -219,7 +257,19 @@ class Agent:
             self.runners[uid] = runner
         runner.start()
 
+    def _release_storage_of_pods_gone(self, pods: list) -> None:
+        """Pods deleted while no agent watched: their folders stay (logs), their storage goes."""
+        present = {self.pod_dir(p).name for p in pods}
+        if self.pods_dir.is_dir():
+            for folder in self.pods_dir.iterdir():
+                if folder.is_dir() and folder.name not in present:
+                    self.release_storage(folder)
+
     def _fail_lost(self, pod: dict) -> None:
+        # The containers ran in their own sessions and may have outlived the old agent: stop them,
+        # or they would keep the pod's IP and ports for whoever is given that IP next.
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            _kill_orphan(cs.get("containerID") or "", pod["metadata"]["uid"][:8])
         message = "the process node agent restarted; this pod's processes were lost"
         statuses = [dict(cs, ready=False, state={"terminated": {"exitCode": 137, "reason": "ProcessNodeRestarted",
                                                                 "message": message, "finishedAt": _utc()}})
@@ -234,6 +284,12 @@ class Agent:
             try:
                 listing = json.loads(self.core.list_pod_for_all_namespaces(field_selector=selector,
                                                                           _preload_content=False).data)
+                if first:
+                    self._release_storage_of_pods_gone(listing["items"])
+                    for pod in listing["items"]:
+                        ip = (pod.get("status") or {}).get("podIP")
+                        if ip and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                            self.ips.reserve(pod["metadata"]["uid"], ip)
                 for pod in listing["items"]:
                     self.reconcile(pod, recovering=first)
                 first = False
@@ -246,10 +302,14 @@ class Agent:
                     if event["type"] in ("ADDED", "MODIFIED"):
                         self.reconcile(event["raw_object"])
                     elif event["type"] == "DELETED":
+                        gone = event["raw_object"]
                         with self.lock:
-                            runner = self.runners.get(event["raw_object"]["metadata"]["uid"])
+                            runner = self.runners.get(gone["metadata"]["uid"])
+                            self.deleted.add(gone["metadata"]["uid"])
                         if runner:
-                            runner.request_stop(0)
+                            runner.request_stop(0)  # its storage goes when its processes have exited
+                        else:
+                            self.release_storage(self.pod_dir(gone))
             except Exception as err:  # relist after any error, e.g. 410 Gone or a restarting apiserver
                 if not self.stopping.is_set():
                     log.warning("pod watch: %s; relisting", err)

@@ -9,6 +9,8 @@ from __future__ import annotations
 PROJECT_IMAGES = {
     "finetune-operator/operator": ["finetune-operator"],
     "finetune-operator/trainer": ["finetune-trainer"],
+    "finetune-operator/inference-engine": ["finetune-engine"],
+    "finetune-operator/adapter-agent": ["finetune-adapter-agent"],
 }
 # General-purpose images: their commands are run with this machine's tools. They have no
 # entrypoint worth emulating, so a container of one of these must give `command`.

@@ -105,7 +105,7 @@ class PodRunner(threading.Thread):
         meta = pod["metadata"]
         super().__init__(name=f"pod-{meta['namespace']}/{meta['name']}", daemon=True)
         self.agent, self.pod, self.uid = agent, pod, meta["uid"]
-        self.dir = agent.pods_dir / f"{meta['namespace']}_{meta['name']}_{self.uid[:8]}"
+        self.dir = agent.pod_dir(pod)
         spec = pod["spec"]
         self.restart_policy = spec.get("restartPolicy", "Always")
         self.init = [ContainerRecord(c["name"], c["image"]) for c in spec.get("initContainers") or []]

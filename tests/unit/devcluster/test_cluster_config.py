@@ -49,6 +49,13 @@ def test_ip_pool_refuses_non_loopback_and_reuses_released_addresses():
     assert pool.allocate("b") == ip
 
 
+def test_ips_held_by_pods_from_before_an_agent_restart_are_not_handed_out_again():
+    pool = IPPool("127.9.0.0/29")  # hosts .2 to .6 for pods
+    pool.reserve("old", "127.9.0.2")
+    assert pool.allocate("new") == "127.9.0.3"
+    assert pool.allocate("old") == "127.9.0.2"  # the old pod keeps its own address
+
+
 def test_fake_gpu_nodes_are_tainted_and_advertise_gpus():
     fleet = nodes.fake_gpu_nodes(4, 8)
     assert [n["metadata"]["name"] for n in fleet] == ["fto-gpu-0", "fto-gpu-1", "fto-gpu-2", "fto-gpu-3"]
