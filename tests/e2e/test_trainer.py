@@ -154,7 +154,7 @@ def test_progress_and_prometheus_metrics_are_served_while_training(trained):
         assert f'{name}{{job="lora",namespace="tests"}}' in metrics
 
 
-def test_sigterm_midway_checkpoints_then_resume_matches_an_uninterrupted_run(cluster, buckets, s3, tmp_path):
+def test_sigterm_midway_checkpoints_then_a_split_batch_resume_matches_an_uninterrupted_run(cluster, buckets, s3, tmp_path):
     env = trainer_env(cluster)
     steps = dict(maxSteps=12, evalEverySteps=12, checkpointEverySteps=100)
     straight_path, straight = job(buckets, "straight", tmp_path, **steps)
@@ -176,9 +176,12 @@ def test_sigterm_midway_checkpoints_then_resume_matches_an_uninterrupted_run(clu
     stopped = termination(doc)
     assert stopped["reason"] == "Preempted" and stopped["retryable"] and 4 <= stopped["step"] < 12
 
-    resumed = subprocess.run(TRAINER + ["train", "--config", str(path)], env=env, capture_output=True, text=True)
+    # The relaunch splits each micro-batch in 2, as after an out-of-memory attempt under
+    # spec.lifecycle.onOutOfMemory: the checkpoint still resumes and the steps are the same.
+    resumed = subprocess.run(TRAINER + ["train", "--config", str(path)], env={**env, "FTO_MICRO_BATCH_SPLIT": "2"},
+                             capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert f"at step {stopped['step']}" in resumed.stderr
+    assert f"at step {stopped['step']}" in resumed.stderr and "split in 2" in resumed.stderr
     finished, reference = termination(doc), termination(straight)
     assert finished["steps"] == reference["steps"] == 12
     # Same batches, same RNG, same optimiser state: the resumed run ends where the uninterrupted one does.

@@ -48,7 +48,15 @@ def _train(args) -> int:
         failure = TrainerFailure(ExitCode.OUT_OF_MEMORY, "out of host memory")
     except Exception as err:  # noqa: BLE001 - reported as TrainerError (retryable), with the traceback in the log
         traceback.print_exc()
+        if type(err).__name__ == "OutOfMemoryError":  # torch's CUDA OOM outside the training step (evaluation)
+            failure = TrainerFailure(ExitCode.OUT_OF_MEMORY, f"out of GPU memory: {err}")
+            return _report(failure, message_path)
         failure = TrainerFailure(ExitCode.TRAINER_ERROR, f"{type(err).__name__}: {err}")
+    return _report(failure, message_path)
+
+
+def _report(failure, message_path) -> int:
+    from .outcomes import termination_message, write_termination_message
     details = {k: v for k, v in failure.details.items() if k in ("stats", "step")}
     text = termination_message(failure.code, failure.message, **details)
     write_termination_message(message_path, text)

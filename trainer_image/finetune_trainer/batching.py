@@ -38,6 +38,15 @@ def plan(lengths: list, batch_size: int, packing: bool, max_len: int, seed: int,
     return batches[rank:usable:world_size]
 
 
+def split_rows(batch: list, parts: int) -> list:
+    """A planned micro-batch as up to `parts` smaller ones, processed one after another after an
+    out-of-memory attempt: the same rows in the same order, so the step's gradient is the same."""
+    if parts <= 1 or len(batch) <= 1:
+        return [batch]
+    size = -(-len(batch) // parts)
+    return [batch[i:i + size] for i in range(0, len(batch), size)]
+
+
 def _pack(order: list, lengths: list, max_len: int) -> list:
     rows, room = [], []
     for i in order:

@@ -61,6 +61,10 @@ class Runtime:
     work_dir: Path = Path("/tmp/finetune-trainer")
     base_model_path: Optional[str] = None  # a mounted folder (PVC) or local copy instead of baseModel.uri
     termination_message_path: str = "/dev/termination-log"
+    # Parts each planned micro-batch is processed in, one after another (set by the operator after
+    # an out-of-memory attempt). Not part of the config hash: steps, gradients and data order are
+    # the same, so checkpoints of the unsplit run resume as they are.
+    micro_batch_split: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,9 +190,21 @@ def from_dict(doc: dict) -> TrainerConfig:
         work_dir=Path(rt.get("workDir") or os.environ.get("FTO_WORK_DIR") or "/tmp/finetune-trainer"),
         base_model_path=rt.get("baseModelPath"),
         termination_message_path=rt.get("terminationMessagePath", "/dev/termination-log"),
+        micro_batch_split=_positive_int(os.environ.get("FTO_MICRO_BATCH_SPLIT") or rt.get("microBatchSplit") or 1,
+                                        "FTO_MICRO_BATCH_SPLIT"),
     )
-    return TrainerConfig(JobIdentity(job["namespace"], job["name"], job["uid"], int(job.get("attempt", 1))),
+    return TrainerConfig(JobIdentity(job["namespace"], job["name"], job["uid"], int(os.environ.get("FTO_TRAINER_ATTEMPT") or job.get("attempt", 1))),
                          spec, runtime)
+
+
+def _positive_int(value, what: str) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+    return n
 
 
 def load(path: Optional[str] = None, env=os.environ) -> TrainerConfig:

@@ -11,21 +11,19 @@ import logging
 from pathlib import Path
 
 from . import s3 as s3mod
+from .basemodel import file_sha256
 from .architectures import CONV1D_ARCHITECTURES
 from .outcomes import ExitCode, TrainerFailure
 
 log = logging.getLogger("finetune-trainer")
-IGNORED_FILES = {"fto-converted.json"}
+# Not model files: the converter's provenance note, and fetch()'s download-finished marker.
+IGNORED_FILES = {"fto-converted.json", ".complete"}
 
 
 def folder_digest(folder: Path) -> str:
     lines = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in IGNORED_FILES):
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        lines.append(f"{path.relative_to(folder).as_posix()} {h.hexdigest()}\n")
+        lines.append(f"{path.relative_to(folder).as_posix()} {file_sha256(path)}\n")
     return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
 
 

@@ -10,7 +10,7 @@ whether to retry: only the codes in RETRYABLE are worth relaunching (from the la
 | 10   | InvalidConfig       |           | the config/spec cannot work |
 | 11   | DatasetInvalid      |           | rows violate the declared format (line numbers in the message) |
 | 12   | S3Unavailable       | yes       | S3 unreachable or failing after retries |
-| 13   | OutOfMemory         | yes*      | CUDA or host OOM (*only with a smaller-batch policy) |
+| 13   | OutOfMemory         | yes*      | CUDA or host OOM (*relaunched by the operator only under spec.lifecycle.onOutOfMemory: SplitMicroBatch) |
 | 14   | Diverged            |           | loss became NaN/inf |
 | 15   | Preempted           | yes       | SIGTERM: a checkpoint was saved; resume from it |
 | 16   | UnsupportedHardware |           | e.g. QLoRA without CUDA |

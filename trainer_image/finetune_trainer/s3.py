@@ -37,21 +37,39 @@ def client(endpoint: Optional[str] = None, region: Optional[str] = None):
                                       read_timeout=120))
 
 
+NOT_FOUND, DENIED, UNAVAILABLE = "NotFound", "AccessDenied", "S3Unavailable"
+
+
+def classify(err: Exception, what: str) -> Optional[tuple[str, str]]:
+    """(kind, message) for a boto error met while doing `what`; None if it is not a boto error.
+    Shared by the trainer and the inference agent, which map the kinds to their own errors."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    if isinstance(err, ClientError):
+        code = err.response.get("Error", {}).get("Code", "")
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+            return DENIED, f"S3 refused {what}: {code}"
+        if code in ("NoSuchKey", "404", "NoSuchBucket", "NotFound"):
+            return NOT_FOUND, f"{what}: not found in S3 ({code})"
+        return UNAVAILABLE, f"S3 failed {what}: {code or err}"
+    if isinstance(err, BotoCoreError):
+        return UNAVAILABLE, f"S3 unreachable while {what}: {err}"
+    return None
+
+
 @contextlib.contextmanager
 def errors(what: str) -> Iterator[None]:
     """Turns boto errors into TrainerFailures that say what was being done."""
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
     try:
         yield
-    except ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "")
-        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
-            raise TrainerFailure(ExitCode.ACCESS_DENIED, f"S3 refused {what}: {code}") from None
-        if code in ("NoSuchKey", "404", "NoSuchBucket", "NotFound"):
-            raise FileNotFoundError(f"{what}: not found in S3 ({code})") from None
-        raise TrainerFailure(ExitCode.S3_UNAVAILABLE, f"S3 failed {what}: {code or err}") from None
-    except (EndpointConnectionError, BotoCoreError) as err:
-        raise TrainerFailure(ExitCode.S3_UNAVAILABLE, f"S3 unreachable while {what}: {err}") from None
+    except Exception as err:
+        found = classify(err, what)
+        if found is None:
+            raise
+        kind, message = found
+        if kind == NOT_FOUND:
+            raise FileNotFoundError(message) from None
+        raise TrainerFailure(ExitCode.ACCESS_DENIED if kind == DENIED else ExitCode.S3_UNAVAILABLE,
+                             message) from None
 
 
 def ensure_bucket(s3, bucket: str) -> None:

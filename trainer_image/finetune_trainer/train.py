@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, batching, checkpoint, data, evaluate, model as modelmod, parallel, s3 as s3mod
+from .basemodel import file_sha256
 from .config import TrainerConfig
 from .loss import TokenLoss, collate
 from .outcomes import ExitCode, TrainerFailure
@@ -69,14 +70,6 @@ class Distributed:
             torch.distributed.destroy_process_group()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 class Recipe:
     def __init__(self, cfg: TrainerConfig):
         self.cfg = cfg
@@ -113,7 +106,17 @@ class Recipe:
         folder = modelmod.fetch(self.cfg, s3)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         _, _, report = self._setup_data(s3, tokenizer)
+        self._check_output_writable(s3)
         return {"datasetStats": report.summary()}
+
+    def _check_output_writable(self, s3) -> None:
+        """Writes and deletes a marker under spec.output.uri, so a read-only prefix fails now, not after training."""
+        probe = s3mod.join(self.cfg.output_uri, f".fto-write-check-{self.cfg.job.uid or 'local'}")
+        bucket, key = s3mod.parse_uri(probe)
+        with s3mod.errors(f"writing to spec.output.uri ({self.cfg.output_uri})"):
+            s3mod.ensure_bucket(s3, bucket)
+            s3.put_object(Bucket=bucket, Key=key, Body=b"")
+            s3.delete_object(Bucket=bucket, Key=key)
 
     def run(self) -> dict:
         cfg, dist, t = self.cfg, self.dist, self.cfg.training
@@ -140,6 +143,10 @@ class Recipe:
         plan_for = lambda epoch: batching.plan(lengths, t["batchSize"], t["packing"], t["maxSeqLength"],  # noqa: E731
                                                t["seed"], epoch, dist.world, dist.rank)
         accum = t["gradientAccumulationSteps"]
+        split = cfg.runtime.micro_batch_split
+        eval_batch = max(1, t["batchSize"] // split)
+        if split > 1:
+            log.info("micro-batches are split in %d after an out-of-memory attempt (same steps and gradients)", split)
         total_micro = self._micro_batch_budget(plan_for)
         total_steps = max(1, total_micro // accum)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -164,7 +171,9 @@ class Recipe:
             initial_loss = state.get("initialEvalLoss")
             for _, kept, st in checkpoint.list_valid(s3, cfg.output_uri):
                 self.reporter.add_checkpoint({"step": st["step"], "uri": kept, "evalLoss": st.get("evalLoss")})
-            log.info("resumed from %s at step %d", uri, step)
+            log.info("attempt %d: resumed from %s at step %d", cfg.job.attempt, uri, step)
+        elif cfg.job.attempt > 1:
+            log.info("attempt %d: no checkpoint of this job yet, starting from step 0", cfg.job.attempt)
         self.reporter.update(phase="training", step=step, totalSteps=total_steps, resumedFrom=resumed and resumed[0])
 
         def save(at_step: int, metrics: dict | None = None) -> str | None:
@@ -190,7 +199,7 @@ class Recipe:
         es = cfg.early_stopping
         metrics: dict = {}
         if val_set and step == 0:  # the baseline the fine-tune is measured against
-            initial_loss = evaluate.eval_loss(loss_module, val_set, t["batchSize"], tokenizer.pad_token_id,
+            initial_loss = evaluate.eval_loss(loss_module, val_set, eval_batch, tokenizer.pad_token_id,
                                               dist.device)["eval_loss"]
             self.reporter.update(evalLoss=round(initial_loss, 5))
         window_loss = window_steps = window_real = window_samples = 0.0
@@ -202,11 +211,12 @@ class Recipe:
         while step < total_steps and not stop:
             t_step = time.monotonic()
             step_micro = []
-            while len(step_micro) < accum:
+            for _ in range(accum):
                 if batch_index >= len(batches):
                     epoch, batch_index = epoch + 1, 0
                     batches = plan_for(epoch)
-                step_micro.append(collate(batches[batch_index], train_set, tokenizer.pad_token_id, t["packing"]))
+                for part in batching.split_rows(batches[batch_index], split):
+                    step_micro.append(collate(part, train_set, tokenizer.pad_token_id, t["packing"]))
                 batch_index += 1
             n_trained = sum(int((b["labels"][:, 1:] != data.IGNORE).sum()) for b in step_micro)
             n_trained = max(1.0, dist.sum(n_trained)) / dist.world  # DDP averages gradients over ranks
@@ -253,7 +263,7 @@ class Recipe:
 
             evaluate_now = val_set and (step % t["evalEverySteps"] == 0 or step == total_steps)
             if evaluate_now:
-                metrics = evaluate.eval_loss(loss_module, val_set, t["batchSize"], tokenizer.pad_token_id, dist.device)
+                metrics = evaluate.eval_loss(loss_module, val_set, eval_batch, tokenizer.pad_token_id, dist.device)
                 self.reporter.update(evalLoss=round(metrics["eval_loss"], 5))
                 if es:
                     value = metrics[es["metric"]]
@@ -282,8 +292,8 @@ class Recipe:
             parallel.load_trainable_state(trainer, model, trainable)
             metrics = {}
         if val_set and not metrics:
-            metrics = evaluate.eval_loss(loss_module, val_set, t["batchSize"], tokenizer.pad_token_id, dist.device)
-        metrics.update(evaluate.regression_losses(model, loss_module, regression_set, t["batchSize"],
+            metrics = evaluate.eval_loss(loss_module, val_set, eval_batch, tokenizer.pad_token_id, dist.device)
+        metrics.update(evaluate.regression_losses(model, loss_module, regression_set, eval_batch,
                                                   tokenizer.pad_token_id, dist.device))
         final_state = parallel.trainable_state(trainer, model)
         result = {}
@@ -328,7 +338,7 @@ class Recipe:
             files = []
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
                 rel = path.relative_to(folder).as_posix()
-                files.append({"name": f"adapter/{rel}", "sha256": _sha256(path), "size": path.stat().st_size})
+                files.append({"name": f"adapter/{rel}", "sha256": file_sha256(path), "size": path.stat().st_size})
             s3mod.upload_folder(folder, s3mod.join(out, "adapter"), s3)
         lora = cfg.lora if cfg.method != "full" else {}
         manifest = {
