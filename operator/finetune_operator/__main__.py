@@ -1,13 +1,15 @@
 """`finetune-operator`: run the controllers. The operator image's entrypoint is this command.
 
-It is kopf's runner with our handlers and settings: a liveness endpoint for the kubelet's
-probe and peering so that two replicas never act on the same object at once.
+kopf watches FineTuneJobs, ModelVersions and the Jobs and pods the operator creates, and feeds
+their keys to the runtime's work queue (see runtime/). Two replicas elect a leader with a
+Lease: only the leader reconciles, the other takes over within the Lease's duration.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 
 import kopf
 
@@ -19,18 +21,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     scope.add_argument("--all-namespaces", action="store_true", default=True, help="watch every namespace (default)")
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
                         help="address of the liveness endpoint kopf serves")
-    parser.add_argument("--peering", default="finetune-operator",
-                        help="kopf peering object name; replicas sharing it elect one active operator")
-    parser.add_argument("--standalone", action="store_true", help="no peering: for a single local run")
+    parser.add_argument("--metrics-address", default=":8081",
+                        help="host:port of the Prometheus /metrics endpoint ('' disables it)")
+    parser.add_argument("--leader-election-lease", default="",
+                        help="name of the coordination.k8s.io Lease replicas elect a leader with; empty: no "
+                             "election, this process always acts (a single local run)")
+    parser.add_argument("--leader-election-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
+                        help="namespace of that Lease (default: $POD_NAMESPACE or default)")
+    parser.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    parser.add_argument("--resync-seconds", type=float, default=60.0,
+                        help="how often every object is looked at even without a watch event")
+    parser.add_argument("--standalone", action="store_true", help="accepted for compatibility; same as no Lease")
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
 
 
+def build_runtime(args: argparse.Namespace):
+    from . import kube, metrics
+    from .builders.settings import OperatorSettings
+    from .controllers import kinds
+    from .runtime import leader
+    from .runtime.controller import Runtime
+
+    elector = leader.AlwaysLeader()
+    if args.leader_election_lease and not args.standalone:
+        from kubernetes import client
+        elector = leader.LeaseElector(client.CoordinationV1Api(kube.api_client()),
+                                      args.leader_election_namespace, args.leader_election_lease)
+    if args.metrics_address:
+        metrics.serve(args.metrics_address)
+    return Runtime(OperatorSettings.from_env(), kinds(), elector, namespaces=args.namespace or None,
+                   workers=args.workers, resync_seconds=args.resync_seconds)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
-    from . import handlers  # noqa: F401  (registers the handlers)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # kopf logs every handled watch event at INFO
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    from .handlers import watches
 
+    runtime = watches.RUNTIME = build_runtime(args)
     explicit = args.namespace and not any(ch in ns for ns in args.namespace for ch in "*?![]")
 
     @kopf.on.startup()
@@ -38,13 +70,19 @@ def main(argv: list[str] | None = None) -> None:
         # Watching named namespaces needs no cluster-wide scans of CRDs and namespaces, so a
         # namespaced install runs with a Role alone.
         settings.scanning.disabled = bool(explicit)
+        settings.posting.enabled = False  # our events are posted by the runtime, with our reasons
+        runtime.start()
 
+    @kopf.on.cleanup()
+    def shutdown(**_):
+        runtime.stop()
+
+    # kopf's own peering is off: leadership is the Lease's job, and kopf only feeds the queue.
     asyncio.run(kopf.operator(
         clusterwide=not args.namespace,
-        namespaces=args.namespace or None,
+        namespaces=args.namespace,  # empty with clusterwide: kopf iterates it, None is refused
         liveness_endpoint=args.liveness,
-        peering_name=None if args.standalone else args.peering,
-        standalone=args.standalone,
+        standalone=True,
     ))
 
 

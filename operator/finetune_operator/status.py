@@ -20,6 +20,7 @@ REASON_TRAINING = "Training"           # an attempt is running
 REASON_TRAINED = "Trained"             # the adapter and manifest are written
 REASON_RETRYING = "Retrying"           # a retryable failure; the next attempt resumes from a checkpoint
 REASON_CANCELLED = "Cancelled"         # spec.lifecycle.cancel was set
+REASON_OUT_OF_MEMORY = "OutOfMemory"  # CUDA OOM reported by the trainer, or the container OOM-killed
 REASON_RETRIES_EXHAUSTED = "RetryLimitExceeded"  # retryable failures beyond spec.lifecycle.retryLimit
 
 
@@ -59,6 +60,9 @@ def pod_outcome(pod: Optional[dict]) -> PodOutcome:
     if phase == "Succeeded":
         return PodOutcome("succeeded", 0, result, message)
     if phase == "Failed":
+        if result is None and terminated and terminated.get("reason") == "OOMKilled":
+            result = {"reason": REASON_OUT_OF_MEMORY, "retryable": True,
+                      "message": "the trainer container was OOM-killed: it went over its memory limit"}
         return PodOutcome("failed", terminated.get("exitCode") if terminated else None, result,
                           (result or {}).get("message") or message or status.get("reason", ""))
     return PodOutcome("running" if phase == "Running" else "pending")
@@ -99,6 +103,18 @@ def condition_status(conditions: list, ctype: str) -> Optional[str]:
     return next((c["status"] for c in conditions or [] if c["type"] == ctype), None)
 
 
+def out_of_memory_split(policy: Optional[dict], current: int, batch_size: int) -> Optional[int]:
+    """Micro-batch split for the relaunch after an out-of-memory failure under
+    spec.lifecycle.onOutOfMemory, or None when the job should fail instead."""
+    policy = policy or {}
+    if policy.get("action", "Fail") != "SplitMicroBatch":
+        return None
+    cap = min(int(policy.get("maxSplit", 8)), max(1, batch_size))
+    if current >= cap:
+        return None
+    return min(cap, current * 2)
+
+
 def retry_delay(attempt: int, base: float = 5.0, cap: float = 300.0) -> float:
     """Exponential backoff before attempt N+1 (attempt 1 failed -> 5 s, 2 -> 10 s, ...)."""
     return min(cap, base * 2 ** (attempt - 1))
@@ -116,4 +132,76 @@ def progress_from(doc: dict) -> dict:
             out[dst] = doc[src]
     if "etaSeconds" in out:
         out["etaSeconds"] = int(out["etaSeconds"])
+    return out
+
+
+# --- time-based lifecycle (pure; times are epoch seconds) -------------------------------------
+REASON_SUSPENDED = "Suspended"           # spec.lifecycle.suspend is true
+REASON_RESUMED = "Resumed"
+REASON_DEADLINE = "DeadlineExceeded"     # spec.lifecycle.activeDeadlineSeconds passed
+REASON_WAITING_FOR_CAPACITY = "WaitingForCapacity"  # per-namespace caps are full
+REASON_CLEANED_UP = "ChildrenDeleted"    # spec.lifecycle.ttlSecondsAfterFinished passed
+SUSPENDED = "Suspended"                  # condition type
+
+
+def parse_time(value) -> Optional[float]:
+    import datetime
+    if not value:
+        return None
+    text = str(value).replace("Z", "+00:00")
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def deadline_left(spec: dict, start_time: Optional[str], now: float) -> Optional[float]:
+    """Seconds of spec.lifecycle.activeDeadlineSeconds left (counted from the first start); None: no deadline."""
+    limit = (spec.get("lifecycle") or {}).get("activeDeadlineSeconds")
+    if not limit:
+        return None
+    started = parse_time(start_time)
+    return float(limit) if started is None else limit - (now - started)
+
+
+def ttl_left(spec: dict, completion_time: Optional[str], now: float) -> Optional[float]:
+    """Seconds until the children of a finished job are deleted; None: never."""
+    ttl = (spec.get("lifecycle") or {}).get("ttlSecondsAfterFinished")
+    done = parse_time(completion_time)
+    if ttl is None or done is None:
+        return None
+    return ttl - (now - done)
+
+
+def gpu_seconds_since(pods: list, gpus_per_pod: int, since: Optional[float], now: float) -> float:
+    """GPU-seconds the pods used between `since` (None: since each started) and now."""
+    total = 0.0
+    for pod in pods:
+        st = pod.get("status") or {}
+        start = parse_time(st.get("startTime"))
+        if start is None:
+            continue
+        end = now
+        for cs in st.get("containerStatuses") or []:
+            finished = parse_time(((cs.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+            if finished is not None:
+                end = min(end, finished)
+        begin = max(start, since) if since is not None else start
+        if end > begin:
+            total += (end - begin) * gpus_per_pod
+    return total
+
+
+def append_history(history: list, progress: dict, limit: int = 200) -> list:
+    """status.progress.history: one point per step seen, thinned to `limit` points (every other old point)."""
+    step = progress.get("step")
+    if step is None or (history and history[-1].get("step") == step):
+        return history
+    point = {"step": step}
+    for key in ("trainLoss", "evalLoss"):
+        if progress.get(key) is not None:
+            point[key] = progress[key]
+    out = list(history) + [point]
+    if len(out) > limit:
+        out = out[:-1][::2] + [out[-1]]
     return out

@@ -60,9 +60,27 @@ def namespace(core, request):
 
 @pytest.fixture(scope="session")
 def s3(cluster):
+    """boto3 on the cluster's MinIO. Buckets the session creates are emptied and removed at its end
+    (the shared base-model bucket stays), so repeated runs on one machine do not fill its disk."""
     import boto3
-    return boto3.client("s3", endpoint_url=cluster.s3_endpoint, aws_access_key_id=components.MINIO_USER,
-                        aws_secret_access_key=components.MINIO_PASSWORD, region_name="us-east-1")
+    s3 = boto3.client("s3", endpoint_url=cluster.s3_endpoint, aws_access_key_id=components.MINIO_USER,
+                      aws_secret_access_key=components.MINIO_PASSWORD, region_name="us-east-1")
+    before = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    yield s3
+    keep = before | {BASE_MODEL_URI.split("/")[2]}
+    for bucket in {b["Name"] for b in s3.list_buckets().get("Buckets", [])} - keep:
+        _remove_bucket(s3, bucket)
+
+
+def _remove_bucket(s3, bucket: str) -> None:
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+        s3.delete_bucket(Bucket=bucket)
+    except Exception as err:  # noqa: BLE001 - clean-up must not fail the run
+        print(f"could not remove bucket {bucket}: {err}")
 
 
 @pytest.fixture

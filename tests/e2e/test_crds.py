@@ -63,7 +63,8 @@ def test_schema_defaults_are_filled_in_by_the_apiserver(crds, namespace):
     assert spec["method"] == {"type": "lora"}
     assert spec["training"]["learningRate"] == 0.0002 and spec["training"]["lrScheduler"] == "cosine"
     assert spec["resources"] == {"gpusPerNode": 1, "nodes": 1}
-    assert spec["lifecycle"] == {"suspend": False, "cancel": False, "retryLimit": 3}
+    assert spec["lifecycle"] == {"suspend": False, "cancel": False, "retryLimit": 3,
+                                 "onOutOfMemory": {"action": "Fail", "maxSplit": 8}}
     assert spec["dataset"]["fileFormat"] == "auto" and spec["baseModel"]["architecture"] == "auto"
     assert "epochs" not in spec["training"] and "maxSteps" not in spec["training"]
 

@@ -2,19 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
-from devcluster import components
-from helpers import BASE_MODEL_URI
+import lorajobs
+from operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,56 +16,25 @@ ROOT = Path(__file__).resolve().parents[2]
 def client_for(cluster):
     from kubernetes import config
     return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
 GROUP, VERSION = "finetune.fto.dev", "v1alpha1"
 
 
 @pytest.fixture
 def operator(cluster, namespace, tmp_path):
     """The operator as a process watching this test's namespace, with the admin kubeconfig."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = open(tmp_path / "operator.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "finetune_operator", "--standalone", "--namespace", namespace,
-                             "--liveness", f"http://127.0.0.1:{port}/healthz"],
-                            env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)), stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = OperatorProcess(cluster, [namespace], tmp_path / "operator.log").start()
     yield tmp_path / "operator.log"
-    # kopf puts a finalizer on objects it runs timers for: delete them while it still runs.
-    crds = client.CustomObjectsApi(client_for(cluster))
-    crds.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, "finetunejobs")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and crds.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, "finetunejobs")["items"]:
-        time.sleep(0.3)
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    proc.stop()
 
 
 @pytest.fixture
 def data_bucket(s3, namespace, core, base_model_uri):
-    bucket = f"ctl-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket)
-    s3.upload_file(str(ROOT / "examples" / "datasets" / "support-tickets.jsonl"), bucket, "data/train.jsonl")
-    core.create_namespaced_secret(namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="s3-credentials"),
-                                                             string_data={"AWS_ACCESS_KEY_ID": components.MINIO_USER,
-                                                                          "AWS_SECRET_ACCESS_KEY": components.MINIO_PASSWORD}))
-    return bucket
+    return lorajobs.data_bucket(s3, core, namespace, "ctl")
 
 
-def finetunejob(cluster, bucket: str, name: str, dataset_key: str = "data/train.jsonl", **output) -> dict:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FineTuneJob", "metadata": {"name": name},
-            "spec": {"baseModel": {"name": "smollm2-135m-instruct",
-                                   "uri": BASE_MODEL_URI},
-                     "dataset": {"uri": f"s3://{bucket}/{dataset_key}", "format": "promptCompletion",
-                                 "validationSplit": 0.1},
-                     "credentials": {"secretRef": {"name": "s3-credentials"}, "endpoint": cluster.s3_endpoint},
-                     "training": {"maxSteps": 6, "batchSize": 4, "learningRate": 0.002, "maxSeqLength": 256,
-                                  "evalEverySteps": 3, "checkpointEverySteps": 3},
-                     "evaluation": {"samples": 0},
-                     "resources": {"gpusPerNode": 0},
-                     "output": {"uri": f"s3://{bucket}/out/{name}/", **output}}}
+finetunejob = lorajobs.lora_job
 
 
 def watch_phases(crds, namespace: str, name: str, timeout: float = 420) -> tuple[list, dict]:
@@ -112,6 +75,14 @@ def test_lora_job_validates_trains_on_the_process_node_and_registers_a_model_ver
     assert status["result"]["adapterUri"] == f"s3://{data_bucket}/out/bot/adapter" and manifest["steps"] == 6
     mv = crds.get_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions", "support-bot-v1")
     assert mv["spec"]["adapter"] == {"fromJob": {"name": "bot"}} and not mv["metadata"].get("ownerReferences")
+    lineage = status["lineage"]
+    assert lineage["baseModelDigest"] == manifest["baseModel"]["digest"] and lineage["configHash"] == manifest["configHash"]
+    assert lineage["datasetEtag"] and status["result"]["adapterDigest"].startswith("sha256:")
+    assert "files verified" in conditions["Succeeded"]["message"]
+    assert status["progress"]["history"], "the loss curve for kubectl finetune plot"
+    # No finalizer and no operator annotations: deleting works without the operator, GitOps sees no drift.
+    assert not obj["metadata"].get("finalizers") and not any(
+        "kopf" in key for key in (obj["metadata"].get("annotations") or {}))
     reasons = {r for _, r in events_for(core, namespace, "bot")}
     assert {"Validating", "Training", "Trained"} <= reasons
     validate = core.read_namespaced_pod("bot-validate", namespace)

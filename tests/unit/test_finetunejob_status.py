@@ -48,3 +48,19 @@ def test_retry_backoff_doubles_and_is_capped():
 def test_progress_document_becomes_status_progress():
     p = st.progress_from({"step": 3, "totalSteps": 12, "trainLoss": 1.5, "etaSeconds": 40.7})
     assert p == {"step": 3, "totalSteps": 12, "display": "3/12", "percent": 25, "trainLoss": 1.5, "etaSeconds": 40}
+
+
+def test_an_oom_killed_container_is_an_out_of_memory_failure():
+    p = pod("Failed", "", 137)
+    p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
+    out = st.pod_outcome(p)
+    assert out.reason == "OutOfMemory" and "OOM-killed" in out.message
+
+
+def test_out_of_memory_relaunches_split_micro_batches_only_when_the_policy_says_so():
+    split = {"action": "SplitMicroBatch", "maxSplit": 8}
+    assert st.out_of_memory_split(None, 1, 16) is None
+    assert st.out_of_memory_split({"action": "Fail"}, 1, 16) is None
+    assert [st.out_of_memory_split(split, n, 16) for n in (1, 2, 4, 8)] == [2, 4, 8, None]
+    assert st.out_of_memory_split({"action": "SplitMicroBatch", "maxSplit": 6}, 4, 16) == 6
+    assert st.out_of_memory_split(split, 2, 2) is None  # a 2-row micro-batch splits in 2 at most

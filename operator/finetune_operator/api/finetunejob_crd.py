@@ -268,6 +268,19 @@ def lifecycle() -> dict:
         "ttlSecondsAfterFinished": integer("spec.lifecycle.ttlSecondsAfterFinished: delete the job's pods, Jobs "
                                            "and Services this long after it finishes; the FineTuneJob and its "
                                            "status stay.", minimum=0, fmt="int64"),
+        "onOutOfMemory": obj("spec.lifecycle.onOutOfMemory: what an out-of-memory failure (CUDA OOM or the pod "
+                             "OOM-killed) does.", {
+            "action": string("Fail: the job fails with OutOfMemory (the default: a relaunch with the same batch "
+                             "would run out of memory again). SplitMicroBatch: relaunch from the last checkpoint "
+                             "with each micro-batch split in two and processed one part at a time, which halves "
+                             "activation memory; the gradient of every step, the step count and the data order "
+                             "stay exactly as configured, so the checkpoint resumes as is. Each further OOM "
+                             "splits again, up to maxSplit. Each relaunch counts against retryLimit.",
+                             enum=["Fail", "SplitMicroBatch"], default="Fail"),
+            "maxSplit": integer("The most parts a micro-batch is split into (a power of two is reached by "
+                                "doubling; the last split is capped here). A micro-batch of batchSize rows "
+                                "cannot split into more than batchSize parts.", minimum=2, maximum=64, default=8),
+        }, default={}),
     }, default={})
 
 
@@ -381,6 +394,12 @@ def status() -> dict:
             "tokensPerSecond": number("Training throughput, all processes."),
             "etaSeconds": integer("Estimated seconds left.", fmt="int64"),
             "updatedAt": timestamp("When progress was last read."),
+            "history": array("Loss curve: one point per step seen, thinned to at most 200 points (kubectl "
+                             "finetune plot draws it).", obj("A point.", {
+                                 "step": integer("Step.", minimum=0, fmt="int64"),
+                                 "trainLoss": number("Training loss."),
+                                 "evalLoss": number("Validation loss."),
+                             }), max_items=200),
         }),
         "checkpoints": array("Checkpoints kept in S3, newest last.", checkpoint, max_items=100),
         "attempts": integer("Trainer launches so far (1 + retries).", minimum=0),
@@ -392,6 +411,13 @@ def status() -> dict:
             "time": timestamp("When."),
         }),
         "gpuSeconds": number("GPU time used by all attempts (GPUs x seconds)."),
+        "gpuSecondsUpdatedAt": timestamp("Until when gpuSeconds is counted."),
+        "microBatchSplit": integer("Parts each micro-batch is split into by spec.lifecycle.onOutOfMemory "
+                                   "(1: not split).", minimum=1),
+        "nextAttemptAfter": integer("After a retryable failure: Unix time before which the next attempt does not "
+                                    "start (exponential backoff).", fmt="int64"),
+        "childrenDeletedAt": timestamp("When spec.lifecycle.ttlSecondsAfterFinished deleted the pods, Jobs, "
+                                       "Services and ConfigMap."),
         "trainerJob": string("Name of the batch/v1 Job running the trainer.", max_length=253),
         "validationPod": string("Name of the validate-only pod.", max_length=253),
         "datasetStats": obj("What validation found in the dataset.", {

@@ -136,6 +136,7 @@ def status() -> dict:
                              max_length=253),
         "adapter": obj("The verified adapter.", {
             "uri": string("s3:// prefix.", max_length=1024),
+            "manifestUri": string("s3:// URI of the verified manifest.json.", max_length=1024),
             "digest": string("sha256 of manifest.json.", max_length=71),
             "rank": integer("LoRA rank.", minimum=0),
             "targetModules": array("LoRA target modules.", string("Module name.", max_length=128), max_items=64),
@@ -168,7 +169,19 @@ def status() -> dict:
             "value": number("The value seen."),
             "threshold": number("The threshold."),
             "restoredVersion": string("The version restored to production.", max_length=253),
+            "trigger": string("What triggered it: analysis (bake-window query), canary (canary analysis) or "
+                              "manual.", max_length=32),
+            "seconds": number("From the breach seen to every pod flipped back (measured)."),
         }),
+        "canary": obj("Progress of a canary promotion.", {
+            "step": integer("Index of the current step (0-based).", minimum=0),
+            "weight": integer("Percent of the alias's traffic on this version.", minimum=0, maximum=100),
+            "stepStartedAt": timestamp("When the current step began."),
+            "lastValue": number("The analysis query's last value."),
+            "previousVersion": string("The version that keeps the rest of the traffic.", max_length=253),
+        }),
+        "productionRecord": string("The ConfigMap holding the model's production record (which version is in "
+                                   "effect, the previous one, and promotion decisions).", max_length=253),
     })
 
 

@@ -5,6 +5,13 @@ import hashlib
 
 MAX_NAME = 63  # DNS label: Services, pod hostnames and label values are limited to 63 characters
 MANAGED_BY = "finetune-operator"
+# On every pod the operator makes (directly or through a Job): the FineTuneJob's full name, which
+# the 63-character label may have had to shorten. The operator's watch maps pod events with it.
+FINETUNEJOB_ANNOTATION = "finetune.fto.dev/finetunejob"
+# A FineTuneJob annotation whose value, a JSON object, is added to its pods' annotations (service
+# mesh opt-outs, autoscaler hints, kwok's fake lifecycles in tests).
+POD_ANNOTATIONS_ANNOTATION = "finetune.fto.dev/pod-annotations"
+TRAINER_POD_ANNOTATIONS_ANNOTATION = "finetune.fto.dev/trainer-pod-annotations"  # the same, trainer pods only
 
 
 def child_name(owner: str, role: str, limit: int = MAX_NAME) -> str:

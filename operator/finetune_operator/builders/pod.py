@@ -1,6 +1,8 @@
 """The trainer pod template shared by the validate-only pod and the trainer Job."""
 from __future__ import annotations
 
+import json
+
 from . import names, trainer_config
 from .settings import OperatorSettings
 
@@ -95,7 +97,23 @@ def template(ftj: dict, settings: OperatorSettings, component: str, args: list, 
             if r.get(field):
                 pod_spec[key] = r[field]
     labels = {**names.labels(name, component), **(extra_labels or {})}
-    return {"metadata": {"labels": labels,
-                         "annotations": {"prometheus.io/scrape": "true",
-                                         "prometheus.io/port": str(settings.metrics_port)}},
-            "spec": pod_spec}
+    extra = extra_pod_annotations(ftj, names.POD_ANNOTATIONS_ANNOTATION)
+    if component == "trainer":
+        extra.update(extra_pod_annotations(ftj, names.TRAINER_POD_ANNOTATIONS_ANNOTATION))
+    annotations = {**extra, "prometheus.io/scrape": "true",
+                   "prometheus.io/port": str(settings.metrics_port), names.FINETUNEJOB_ANNOTATION: name}
+    return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}
+
+
+def extra_pod_annotations(ftj: dict, key: str) -> dict:
+    """The FineTuneJob's annotation `key` (a JSON object of strings) as pod annotations; ignored if malformed."""
+    raw = (ftj["metadata"].get("annotations") or {}).get(key)
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {str(k): str(v) for k, v in parsed.items()}

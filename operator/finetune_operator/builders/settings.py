@@ -1,8 +1,13 @@
-"""What the platform team sets for the whole operator (Helm values), as opposed to a user's spec."""
+"""What the platform team sets for the whole operator (Helm values), as opposed to a user's spec.
+
+Every field has an environment variable (the chart sets them from its values); see from_env.
+"""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+from typing import Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,10 +20,38 @@ class OperatorSettings:
     termination_grace_seconds: int = 300
     validate_cpu: str = "1"
     validate_memory: str = "2Gi"
+    # Where validate-only pods run (a CPU pool); empty: anywhere the scheduler likes.
+    validate_node_selector: dict = dataclasses.field(default_factory=dict)
+    validate_tolerations: list = dataclasses.field(default_factory=list)
     work_dir: str = "/var/lib/finetune/work"
+    # Per-namespace caps on what runs at once; further jobs wait (phase Queued) in creation order.
+    max_running_jobs_per_namespace: Optional[int] = None
+    max_gpus_per_namespace: Optional[int] = None
+    # How often a running trainer's /progress is read into status.
+    progress_interval_seconds: float = 3.0
+    # Default Prometheus for ModelVersion analysis and rollback queries.
+    prometheus_url: str = ""
 
     @classmethod
-    def from_env(cls) -> "OperatorSettings":
-        """FTO_TRAINER_IMAGE and friends (the chart sets them from its values)."""
-        return cls(trainer_image=os.environ.get("FTO_TRAINER_IMAGE", cls.trainer_image),
-                   metrics_port=int(os.environ.get("FTO_TRAINER_METRICS_PORT", cls.metrics_port)))
+    def from_env(cls, env: Optional[dict] = None) -> "OperatorSettings":
+        env = os.environ if env is None else env
+        d = cls()
+
+        def opt_int(name):
+            return int(env[name]) if env.get(name, "") != "" else None
+
+        return cls(
+            trainer_image=env.get("FTO_TRAINER_IMAGE", d.trainer_image),
+            image_pull_policy=env.get("FTO_IMAGE_PULL_POLICY", d.image_pull_policy),
+            metrics_port=int(env.get("FTO_TRAINER_METRICS_PORT", d.metrics_port)),
+            termination_grace_seconds=int(env.get("FTO_TERMINATION_GRACE_SECONDS", d.termination_grace_seconds)),
+            validate_cpu=env.get("FTO_VALIDATE_CPU", d.validate_cpu),
+            validate_memory=env.get("FTO_VALIDATE_MEMORY", d.validate_memory),
+            validate_node_selector=json.loads(env.get("FTO_VALIDATE_NODE_SELECTOR") or "{}"),
+            validate_tolerations=json.loads(env.get("FTO_VALIDATE_TOLERATIONS") or "[]"),
+            work_dir=env.get("FTO_WORK_DIR", d.work_dir),
+            max_running_jobs_per_namespace=opt_int("FTO_MAX_RUNNING_JOBS_PER_NAMESPACE"),
+            max_gpus_per_namespace=opt_int("FTO_MAX_GPUS_PER_NAMESPACE"),
+            progress_interval_seconds=float(env.get("FTO_PROGRESS_INTERVAL_SECONDS", d.progress_interval_seconds)),
+            prometheus_url=env.get("FTO_PROMETHEUS_URL", d.prometheus_url),
+        )

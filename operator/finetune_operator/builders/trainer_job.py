@@ -32,14 +32,24 @@ def trainer_args(spec: dict, job: str, settings: OperatorSettings) -> list:
     return [*run, "-m", "finetune_trainer", *train]
 
 
-def trainer_job(ftj: dict, attempt: int, settings: OperatorSettings) -> dict:
+def trainer_job(ftj: dict, attempt: int, settings: OperatorSettings,
+                deadline_left: int | None = None, suspend: bool = False) -> dict:
+    """The attempt's Job. deadline_left: seconds of spec.lifecycle.activeDeadlineSeconds not yet used
+    by earlier attempts (the deadline counts from the first start, not per attempt)."""
     name, spec = ftj["metadata"]["name"], ftj["spec"]
     r, life = spec.get("resources") or {}, spec.get("lifecycle") or {}
     nodes, gpus = r.get("nodes", 1), r.get("gpusPerNode", 1)
     job = job_name(name, attempt)
     extra_labels = {ATTEMPT_LABEL: str(attempt)}
     args = trainer_args(spec, job, settings)
-    tpl = pod.template(ftj, settings, "trainer", args, gpus, scheduling=True, extra_labels=extra_labels)
+    # The ConfigMap is shared by all attempts; the attempt number tells the trainer it is a relaunch
+    # (it then resumes from the newest checkpoint of this job under spec.output.uri).
+    env = [{"name": "FTO_TRAINER_ATTEMPT", "value": str(attempt)}]
+    split = int((ftj.get("status") or {}).get("microBatchSplit") or 1)
+    if split > 1:  # spec.lifecycle.onOutOfMemory: SplitMicroBatch after an out-of-memory attempt
+        env.append({"name": "FTO_MICRO_BATCH_SPLIT", "value": str(split)})
+    tpl = pod.template(ftj, settings, "trainer", args, gpus, scheduling=True, extra_labels=extra_labels,
+                       extra_env=env)
     # The image's entrypoint is finetune-trainer; torchrun and the trainer are both on its PATH.
     tpl["spec"]["containers"][0]["command"] = [args[0]]
     tpl["spec"]["containers"][0]["args"] = args[1:]
@@ -48,12 +58,13 @@ def trainer_job(ftj: dict, attempt: int, settings: OperatorSettings) -> dict:
         job_spec["completionMode"] = "Indexed"
         tpl["spec"]["subdomain"] = job
     if life.get("activeDeadlineSeconds"):
-        job_spec["activeDeadlineSeconds"] = life["activeDeadlineSeconds"]
+        job_spec["activeDeadlineSeconds"] = max(1, int(deadline_left if deadline_left is not None
+                                                       else life["activeDeadlineSeconds"]))
     labels = {**names.labels(name, "trainer"), **extra_labels}
     if r.get("queueName"):  # Kueue admits the Job by un-suspending it
         labels[pod.KUEUE_QUEUE_LABEL] = r["queueName"]
         job_spec["suspend"] = True
-    if life.get("suspend"):
+    if life.get("suspend") or suspend:
         job_spec["suspend"] = True
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": job, "namespace": ftj["metadata"]["namespace"], "labels": labels,

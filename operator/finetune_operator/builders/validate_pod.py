@@ -12,7 +12,12 @@ def validate_pod(ftj: dict, settings: OperatorSettings) -> dict:
     container["resources"] = {"requests": {"cpu": settings.validate_cpu, "memory": settings.validate_memory},
                               "limits": {"memory": settings.validate_memory}}
     tpl["spec"]["terminationGracePeriodSeconds"] = 30
+    if settings.validate_node_selector:
+        tpl["spec"]["nodeSelector"] = dict(settings.validate_node_selector)
+    if settings.validate_tolerations:
+        tpl["spec"]["tolerations"] = list(settings.validate_tolerations)
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": names.child_name(name, "validate"), "namespace": ftj["metadata"]["namespace"],
-                         "labels": tpl["metadata"]["labels"], "ownerReferences": [names.owner_reference(ftj)]},
+                         "labels": tpl["metadata"]["labels"], "annotations": tpl["metadata"]["annotations"],
+                         "ownerReferences": [names.owner_reference(ftj)]},
             "spec": tpl["spec"]}

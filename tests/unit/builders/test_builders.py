@@ -124,3 +124,36 @@ def test_kueue_queue_creates_the_job_suspended_with_the_queue_label():
 def test_cpu_job_requests_no_gpu_and_gets_no_shared_memory_volume():
     job = trainer_job.trainer_job(ftj(gpusPerNode=0), 1, SETTINGS)
     assert "nvidia.com/gpu" not in json.dumps(job) and "dshm" not in json.dumps(job)
+
+
+def test_pods_carry_the_full_job_name_and_the_jobs_pod_annotations():
+    obj = ftj()
+    obj["metadata"]["annotations"] = {names.POD_ANNOTATIONS_ANNOTATION: '{"sidecar.istio.io/inject": "false"}'}
+    for manifest in (trainer_job.trainer_job(obj, 1, SETTINGS), validate_pod.validate_pod(obj, SETTINGS)):
+        meta = manifest["spec"]["template"]["metadata"] if manifest["kind"] == "Job" else manifest["metadata"]
+        assert meta["annotations"][names.FINETUNEJOB_ANNOTATION] == "support-bot"
+        assert meta["annotations"]["sidecar.istio.io/inject"] == "false"
+    obj["metadata"]["annotations"][names.POD_ANNOTATIONS_ANNOTATION] = "not json"
+    assert "sidecar.istio.io/inject" not in trainer_job.trainer_job(obj, 1, SETTINGS)["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_validate_pods_go_where_the_platform_team_says():
+    settings = OperatorSettings(validate_node_selector={"pool": "cpu"},
+                                validate_tolerations=[{"key": "pool", "operator": "Exists"}])
+    spec = validate_pod.validate_pod(ftj(), settings)["spec"]
+    assert spec["nodeSelector"] == {"pool": "cpu"} and spec["tolerations"][0]["key"] == "pool"
+
+
+def test_each_attempt_gets_only_the_deadline_left():
+    obj = ftj()
+    obj["spec"]["lifecycle"]["activeDeadlineSeconds"] = 3600
+    assert trainer_job.trainer_job(obj, 1, SETTINGS)["spec"]["activeDeadlineSeconds"] == 3600
+    assert trainer_job.trainer_job(obj, 2, SETTINGS, deadline_left=1200)["spec"]["activeDeadlineSeconds"] == 1200
+
+
+def test_an_attempt_after_an_out_of_memory_failure_tells_the_trainer_to_split_micro_batches():
+    obj = ftj()
+    env = lambda job: {e["name"]: e.get("value") for e in container(job)["env"]}  # noqa: E731
+    assert "FTO_MICRO_BATCH_SPLIT" not in env(trainer_job.trainer_job(obj, 1, SETTINGS))
+    obj["status"] = {"microBatchSplit": 4}
+    assert env(trainer_job.trainer_job(obj, 2, SETTINGS))["FTO_MICRO_BATCH_SPLIT"] == "4"
