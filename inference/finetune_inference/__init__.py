@@ -1,0 +1,1 @@
+"""The serving side: the reference inference engine and the adapter agent sidecar."""

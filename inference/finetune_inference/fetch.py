@@ -1,0 +1,65 @@
+"""Downloading a manifest and the adapter files it lists from S3, hashing as they land.
+
+Blocking boto3 calls: the agent runs these in a thread. S3 failures become AgentErrors:
+not found -> 404 NotFound, refused -> 403 AccessDenied, anything else -> 503 S3Unavailable.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+from finetune_trainer import s3 as s3mod
+from finetune_trainer.basemodel import file_sha256
+from finetune_trainer.s3 import join, parse_uri
+
+from .decisions import AgentError, Manifest
+
+
+def client(endpoint: str | None):
+    return s3mod.client(endpoint or os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+
+
+_STATUS = {s3mod.NOT_FOUND: 404, s3mod.DENIED: 403, s3mod.UNAVAILABLE: 503}
+
+
+@contextlib.contextmanager
+def s3_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except ValueError as err:  # a malformed s3:// URI
+        raise AgentError(400, "InvalidRequest", str(err)) from None
+    except Exception as err:
+        found = s3mod.classify(err, what)
+        if found is None:
+            raise
+        kind, message = found
+        raise AgentError(_STATUS[kind], kind, message) from None
+
+
+def get_bytes(s3, uri: str) -> bytes:
+    with s3_errors(f"reading {uri}"):
+        bucket, key = parse_uri(uri)
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def download_files(s3, adapter_uri: str, manifest: Manifest, dest: Path) -> dict:
+    """Downloads every file the manifest lists into dest; returns {relative path: sha256 hex}."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    got = {}
+    for f in manifest.files:
+        target = dest / f.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with s3_errors(f"downloading {join(adapter_uri, f.path)}"):
+            bucket, key = parse_uri(join(adapter_uri, f.path))
+            s3.download_file(bucket, key, str(target))
+        got[f.path] = file_sha256(target)
+    return got
+
+
+def hash_folder(folder: Path, relative_paths) -> dict:
+    """{relative path: sha256 hex} for the files that exist (re-verification before a reload)."""
+    return {rel: file_sha256(folder / rel) for rel in relative_paths if (folder / rel).is_file()}
