@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("repo, dockerfile", [("finetune-operator/operator", "operator/Dockerfile"),
-                                              ("finetune-operator/trainer", "trainer_image/Dockerfile")])
+                                              ("finetune-operator/trainer", "trainer_image/Dockerfile"),
+                                              ("finetune-operator/inference-engine", "inference/Dockerfile.engine"),
+                                              ("finetune-operator/adapter-agent", "inference/Dockerfile.agent")])
 def test_dockerfile_entrypoint_is_the_process_node_command(repo, dockerfile):
     text = (ROOT / dockerfile).read_text()
     entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M).group(1))
