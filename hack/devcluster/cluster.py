@@ -38,6 +38,11 @@ def ensure_credentials(layout: Layout) -> None:
               dns_sans=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                         "kubernetes.default.svc.cluster.local"), server=True)
     pki.ensure_service_account_keys(d)
+    # kubectl logs: the apiserver calls the process node's kubelet API with this client identity,
+    # and checks the node's serving certificate against the CA.
+    pki.issue(d, "apiserver-kubelet-client", "kube-apiserver-kubelet-client")
+    pki.issue(d, "process-node-kubelet", f"system:node:{nodes.PROCESS_NODE_NAME}", ("system:nodes",),
+              ip_sans=(layout.host,), server=True)
     kubeconfig.write_identity(layout, layout.kubeconfig, ADMIN_USER, ("system:masters",))
     for user in ("system:kube-controller-manager", "system:kube-scheduler", prometheus.PROMETHEUS_USER):
         kubeconfig.mint_user(layout, user)
@@ -115,7 +120,9 @@ def up(layout: Layout | None = None) -> Layout:
             log(f"{comp.name} skipped: {comp.missing}")
             continue
         pid = supervisor.running_pid(layout, comp.name)
-        if pid and supervisor.is_healthy(layout, comp):
+        if pid and supervisor.started_with(layout, comp.name) != comp.argv:
+            log(f"{comp.name} restarting: it runs with other flags than this version's")
+        elif pid and supervisor.is_healthy(layout, comp):
             log(f"{comp.name} already running (pid {pid})")
             if comp.name == "kube-apiserver":
                 _bootstrap_rbac(layout)  # a cluster started by an older version lacks it

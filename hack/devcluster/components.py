@@ -77,6 +77,11 @@ def kube_apiserver(layout: Layout) -> Component:
         "--endpoint-reconciler-type=none",
         "--allow-privileged=false",
         "--enable-admission-plugins=NodeRestriction",
+        # pods/log: dial the node's InternalIP (node names do not resolve here) with a client cert.
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        f"--kubelet-certificate-authority={pki / 'ca.crt'}",
         f"--cert-dir={layout.state_dir / 'apiserver-certs'}",
         "--profiling=false",
         "--v=1",
@@ -151,6 +156,10 @@ def process_node(layout: Layout) -> Component:
         f"--pod-cidr={layout.process_node_pod_cidr}",
         f"--apiserver-host={h}", f"--apiserver-port={p.apiserver}",
         f"--health-address={h}:{p.process_node}",
+        f"--kubelet-port={p.process_node_kubelet}",
+        f"--kubelet-cert={layout.pki_dir / 'process-node-kubelet.crt'}",
+        f"--kubelet-key={layout.pki_dir / 'process-node-kubelet.key'}",
+        f"--kubelet-client-ca={layout.pki_dir / 'ca.crt'}",
     ], f"http://{h}:{p.process_node}/healthz")
 
 

@@ -39,6 +39,7 @@ class Ports:
     minio: int = 19000
     minio_console: int = 19001
     process_node: int = 16250
+    process_node_kubelet: int = 16251
     prometheus: int = 19090
     prometheus_sd: int = 19091
 

@@ -62,8 +62,17 @@ def start(layout: Layout, component: Component) -> subprocess.Popen:
     proc = subprocess.Popen(component.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env=env, start_new_session=True, cwd=layout.state_dir)
     log.close()
-    _pidfile(layout, component.name).write_text(json.dumps({"pid": proc.pid, "exe": component.argv[0]}))
+    _pidfile(layout, component.name).write_text(json.dumps({"pid": proc.pid, "exe": component.argv[0],
+                                                            "argv": component.argv}))
     return proc
+
+
+def started_with(layout: Layout, name: str) -> list[str] | None:
+    """The command line our running process for `name` was started with (None: not recorded)."""
+    try:
+        return json.loads(_pidfile(layout, name).read_text()).get("argv")
+    except (OSError, ValueError):
+        return None
 
 
 def is_healthy(layout: Layout, component: Component, timeout: float = 2.0) -> bool:

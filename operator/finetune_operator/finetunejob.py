@@ -199,6 +199,8 @@ class Reconciler:
             return self._succeed(st.pod_outcome(lead))
         if state == "failed":
             return self._attempt_failed(attempt, st.pod_outcome(lead), st.job_failure_reason(job))
+        if state == "finishing":  # keep the phase (Running) until the Job says how it ended
+            return self._with_deadline(1.0)
         if suspend:
             return self._suspended(job)
         if state == "suspended" and not self._kueue_managed():

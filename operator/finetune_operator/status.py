@@ -69,7 +69,10 @@ def pod_outcome(pod: Optional[dict]) -> PodOutcome:
 
 
 def job_state(job: Optional[dict]) -> str:
-    """pending | running | succeeded | failed | suspended, from a batch/v1 Job's conditions."""
+    """pending | running | finishing | succeeded | failed | suspended, from a batch/v1 Job.
+
+    finishing: its pods are done but the Job controller has not written Complete or Failed yet
+    (it first marks SuccessCriteriaMet / FailureTarget and waits for the pods to terminate)."""
     if not job:
         return "pending"
     conds = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
@@ -77,9 +80,15 @@ def job_state(job: Optional[dict]) -> str:
         return "succeeded"
     if "Failed" in conds:
         return "failed"
+    if "SuccessCriteriaMet" in conds or "FailureTarget" in conds:
+        return "finishing"
     if "Suspended" in conds or (job.get("spec") or {}).get("suspend"):
         return "suspended"
-    return "running" if (job.get("status") or {}).get("active") else "pending"
+    status = job.get("status") or {}
+    if status.get("active"):
+        return "running"
+    # Trainer Jobs have backoffLimit 0: once a pod has finished, nothing new starts.
+    return "finishing" if status.get("succeeded") or status.get("failed") else "pending"
 
 
 def job_failure_reason(job: dict) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from kubernetes import client
 
 from devcluster import nodes
-from helpers import job_finished, job_manifest, only_pod, wait_for
+from helpers import job_finished, job_manifest, kubectl, only_pod, wait_for
 
 PROCESS_NODE = {nodes.PROCESS_NODE_LABEL: "true"}
 
@@ -141,3 +141,39 @@ def test_the_operator_runs_as_a_deployment_under_its_own_service_account(cluster
     logs = next(cluster.state_dir.glob(f"process-node/pods/{namespace}_{pod.metadata.name}_*/logs/operator.log"))
     text = logs.read_text()
     assert "Forbidden" not in text, text[-2000:]
+
+
+def test_kubectl_logs_reads_a_process_node_pod_through_the_apiserver(cluster, core, batch, namespace):
+    script = "for i in 1 2 3 4 5; do echo line $i; done; sleep 2; echo done"
+    batch.create_namespaced_job(namespace, job_manifest("talker", ["sh", "-c", script],
+                                                        node_selector=PROCESS_NODE))
+    pod = wait_for(lambda: next((p for p in core.list_namespaced_pod(namespace, label_selector="job-name=talker").items
+                                 if p.status.phase in ("Running", "Succeeded")), None),
+                   timeout=60, what="the talker pod to start").metadata.name
+
+    # Following while it runs returns once the container exits, with everything it wrote.
+    followed = core.read_namespaced_pod_log(pod, namespace, follow=True, _preload_content=False)
+    text = "".join(chunk.decode() for chunk in followed.stream())
+    assert text == "".join(f"line {i}\n" for i in range(1, 6)) + "done\n"
+    wait_for(lambda: job_finished(batch, "talker", namespace), timeout=30, what="the talker Job to finish")
+
+    assert core.read_namespaced_pod_log(pod, namespace, tail_lines=2) == "line 5\ndone\n"
+    assert core.read_namespaced_pod_log(pod, namespace, limit_bytes=6) == "line 1"
+    result = kubectl(cluster, "logs", "-n", namespace, "job/talker", "--tail=1")
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+
+
+def test_the_node_serves_logs_only_to_the_apiserver(cluster, namespace):
+    import ssl
+    import urllib.error
+
+    from devcluster import pki
+    cert, key = pki.issue(cluster.pki_dir, "user-log-snooper", "log-snooper", ("system:masters",))
+    context = ssl.create_default_context(cafile=str(cluster.pki_dir / "ca.crt"))
+    context.load_cert_chain(str(cert), str(key))
+    url = f"https://{cluster.host}:{cluster.ports.process_node_kubelet}/containerLogs/{namespace}/any/main"
+    try:
+        urllib.request.urlopen(url, context=context, timeout=10)
+        raise AssertionError("the node served logs to a user's certificate")
+    except urllib.error.HTTPError as err:
+        assert err.code == 403 and "use kubectl logs" in err.read().decode()

@@ -32,6 +32,15 @@ def test_job_state_follows_its_conditions():
     assert st.job_state({"spec": {"suspend": True}, "status": {}}) == "suspended"
 
 
+def test_a_job_whose_pods_are_done_but_not_yet_marked_complete_is_finishing_not_pending():
+    assert st.job_state({"status": {"succeeded": 1}}) == "finishing"
+    assert st.job_state({"status": {"failed": 1}}) == "finishing"
+    assert st.job_state({"status": {"active": 0, "conditions": [
+        {"type": "SuccessCriteriaMet", "status": "True"}]}}) == "finishing"
+    assert st.job_state({"status": {"conditions": [{"type": "FailureTarget", "status": "True"}]}}) == "finishing"
+    assert st.job_state({"status": {}}) == "pending"
+
+
 def test_condition_transition_time_moves_only_when_status_changes():
     c1 = st.condition([], "Validated", False, "Validating", "checking", 1, "t1")
     c2 = st.condition(c1, "Validated", False, "Validating", "still checking", 1, "t2")

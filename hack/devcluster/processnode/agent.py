@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import nodes
 from . import plan, volumes
+from .containerlogs import ContainerLogServer
 from .runner import LAUNCHER, HACK_DIR, PodRunner
 
 log = logging.getLogger("process-node")
@@ -84,7 +85,8 @@ def _utc(fmt: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
 
 class Agent:
     def __init__(self, kubeconfig: str, state_dir: Path, pod_cidr: str, apiserver_host: str,
-                 apiserver_port: int, health_address: str, node_name: str = nodes.PROCESS_NODE_NAME):
+                 apiserver_port: int, health_address: str, node_name: str = nodes.PROCESS_NODE_NAME,
+                 kubelet_port: int = 0, kubelet_tls: tuple[Path, Path, Path] | None = None):
         self.api = config.new_client_from_config(config_file=kubeconfig)
         self.core = client.CoreV1Api(self.api)
         self.coord = client.CoordinationV1Api(self.api)
@@ -94,6 +96,8 @@ class Agent:
         self.host_ip = "127.0.0.1"
         self.apiserver = (apiserver_host, apiserver_port)
         self.health_address = health_address
+        # The kubelet API port (only /containerLogs) and its (cert, key, client CA); 0: none.
+        self.kubelet_port, self.kubelet_tls = kubelet_port, kubelet_tls
         self.runners: dict[str, PodRunner] = {}
         self.deleted: set[str] = set()  # uids of pods removed from the API
         self.lock = threading.Lock()
@@ -194,6 +198,8 @@ class Agent:
                                "machineID": "", "systemUUID": ""}}
         for c in status["conditions"]:
             self._transition_times.setdefault(c["type"], c["lastTransitionTime"])
+        if self.kubelet_port:
+            status["daemonEndpoints"] = {"kubeletEndpoint": {"Port": self.kubelet_port}}
         if resources:
             status.update(resources)
         self.core.patch_node_status(self.node_name, {"status": status})
@@ -333,6 +339,23 @@ class Agent:
         server = http.server.ThreadingHTTPServer((host, int(port)), Health)
         threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
 
+    def _serve_container_logs(self) -> None:
+        if not (self.kubelet_port and self.kubelet_tls):
+            return
+        cert, key, ca = self.kubelet_tls
+        ContainerLogServer((self.host_ip, self.kubelet_port), self.pods_dir, cert, key, ca,
+                           self.container_running, self.stopping).serve_in_background()
+
+    def container_running(self, namespace: str, pod: str, container: str) -> bool:
+        """Whether the container may still write to its log (running, or waiting to restart)."""
+        with self.lock:
+            runners = list(self.runners.values())
+        for r in runners:
+            meta = r.pod["metadata"]
+            if (meta["namespace"], meta["name"]) == (namespace, pod):
+                return any(c.name == container and c.state != "terminated" for c in r.init + r.main)
+        return False
+
     def shutdown(self, *_):
         if self.stopping.is_set():
             return
@@ -354,6 +377,7 @@ class Agent:
         signal.signal(signal.SIGTERM, self.shutdown)
         signal.signal(signal.SIGINT, self.shutdown)
         self._serve_health()
+        self._serve_container_logs()
         self.register()
         threading.Thread(target=self._heartbeat, daemon=True, name="heartbeat").start()
         watcher = threading.Thread(target=self._watch_pods, daemon=True, name="watch")

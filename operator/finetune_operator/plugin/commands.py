@@ -101,10 +101,7 @@ def _log_error(cluster: Cluster, pod: str, err) -> PluginError:
             node = cluster.core().read_namespaced_pod(pod, cluster.namespace).spec.node_name
         except Exception:  # noqa: BLE001 - only for a better hint
             pass
-        hint = (f"; the node {node} did not serve them (its kubelet API is unreachable"
-                + (", as on the local cluster's process node, whose logs are files under "
-                   "$FTO_CLUSTER_DIR/process-node/pods/<namespace>_<pod>_<uid>/logs/" if node == "fto-process-node" else "")
-                + ")") if node else ""
+        hint = f"; the node {node} did not serve them (its kubelet API is unreachable)" if node else ""
         return PluginError(f"could not read the logs of pod {pod} in namespace {cluster.namespace}{hint}: "
                            f"{str(plain).split(': ', 1)[-1]}")
     return plain

@@ -80,3 +80,12 @@ def test_port_base_that_reaches_the_ephemeral_range_is_refused(monkeypatch):
     monkeypatch.setenv("FTO_PORT_BASE", "42000")
     with pytest.raises(ValueError, match="pick a base from 2000 to 25000"):
         Ports.from_env()
+
+
+def test_every_port_is_distinct_and_the_process_node_serves_logs_to_the_apiserver(tmp_path):
+    ports = [getattr(Ports(), name) for name in Ports.__dataclass_fields__]
+    assert len(set(ports)) == len(ports)
+    by_name = {c.name: c.argv for c in components.all_components(layout(tmp_path))}
+    assert f"--kubelet-port={Ports().process_node_kubelet}" in by_name["process-node"]
+    apiserver = " ".join(by_name["kube-apiserver"])
+    assert "--kubelet-client-certificate=" in apiserver and "--kubelet-preferred-address-types=InternalIP" in apiserver
