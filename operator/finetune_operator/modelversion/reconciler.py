@@ -79,7 +79,8 @@ def _due(key: tuple, interval: float) -> bool:
 
 class ModelVersionReconciler:
     def __init__(self, obj: dict, status_patch: dict, event: Event, settings: OperatorSettings, runtime=None):
-        self.obj, self.out, self.event, self.settings, self.runtime = obj, status_patch, event, settings, runtime
+        self.obj, self.out, self._emit, self.settings, self.runtime = obj, status_patch, event, settings, runtime
+        self._reasons_sent: set[str] = set()
         self.meta, self.spec = obj["metadata"], obj["spec"]
         self.ns, self.name = self.meta["namespace"], self.meta["name"]
         self.generation = self.meta.get("generation", 1)
@@ -726,6 +727,10 @@ class ModelVersionReconciler:
     def _condition_message(self, ctype: str) -> str:
         return next((c["message"] for c in self.conditions if c["type"] == ctype), "")
 
+    def event(self, event_type: str, reason: str, message: str) -> None:
+        self._reasons_sent.add(reason)
+        self._emit(event_type, reason, message)
+
     def _phase(self, phase: str, reason: str, message: str) -> None:
         self.want["phase"], self.want["reason"], self.want["message"] = phase, reason, message[:32000]
 
@@ -743,7 +748,9 @@ class ModelVersionReconciler:
                 self.out[key] = value
         phase = self.want.get("phase", self.status.get("phase", "Pending"))
         reason = self.want.get("reason", self.status.get("reason", ""))
-        if "phase" in self.want and (phase, reason) != (self.status.get("phase"), self.status.get("reason")):
+        # A transition whose reason this pass already reported (with its numbers) is not told twice.
+        if "phase" in self.want and (phase, reason) != (self.status.get("phase"), self.status.get("reason")) \
+                and reason not in self._reasons_sent:
             self.event("Warning" if reason in WARNING_REASONS else "Normal", reason or phase,
                        self.want.get("message", ""))
         metrics.MODEL_VERSIONS.set((self.ns, self.name), namespace=self.ns, model=self.model, stage=self.stage,
