@@ -20,7 +20,7 @@ import time
 import urllib.request
 from typing import Callable, Optional
 
-from . import kube, metrics, preflight, quota, status as st, storage
+from . import cleanup, kube, metrics, preflight, quota, status as st, storage
 from .builders import names, trainer_config, trainer_job, validate_pod
 from .builders.settings import OperatorSettings
 
@@ -80,6 +80,10 @@ class Reconciler:
 
     # --- the pass ------------------------------------------------------------------------------
     def reconcile(self) -> Optional[float]:
+        finalizers = cleanup.finalizers_after(self.meta.get("finalizers") or [], self.spec)
+        if finalizers is not None:  # the clean-up finalizer follows spec.lifecycle.cleanupOnDelete
+            self._patch_finalizers(finalizers)
+            return 0.2  # the object changed: decide the rest on the fresh one
         if not self.status.get("observedGeneration") and not self.status.get("phase"):
             self._phase("Pending", "Accepted", "accepted; checking the request")
         requeue = self._reconcile()
@@ -87,6 +91,55 @@ class Reconciler:
             self.out["observedGeneration"] = self.meta.get("generation", 1)
         metrics.JOBS.set((self.ns, self.name), namespace=self.ns, phase=self.phase)
         return requeue
+
+    # --- deletion with spec.lifecycle.cleanupOnDelete ---------------------------------------------
+    def finalize(self) -> Optional[float]:
+        """The job is being deleted and carries our finalizer: stop its trainer pods, delete its S3
+        output as asked, then let it go. A failed clean-up is retried; the job stays until it works
+        or someone removes the finalizer (docs/operator.md says how)."""
+        finalizers = self.meta.get("finalizers") or []
+        if cleanup.FINALIZER not in finalizers:
+            return None
+        if self._stop_children_before_cleanup():
+            return 2.0
+        custom = kube.custom()
+        versions = kube.raw(custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions",
+                                                                 _preload_content=False))["items"]
+        registered = [v["metadata"]["name"] for v in versions
+                      if (((v.get("spec") or {}).get("adapter") or {}).get("fromJob") or {}).get("name") == self.name]
+        try:
+            plan = cleanup.plan(self.spec, self.status, registered)
+            if plan.refused:
+                self.event("Warning", "CleanupRefused", plan.refused)
+            else:
+                s3 = storage.client_for(kube.core(), self.ns, self.spec.get("credentials"))
+                self.event("Normal", "OutputDeleted", cleanup.describe(plan, cleanup.delete_objects(s3, plan)))
+        except Exception as err:  # noqa: BLE001 - S3 or credentials: say so, keep the finalizer, retry
+            message = err.message if isinstance(err, storage.StorageError) else str(err)
+            self.event("Warning", "CleanupFailed",
+                       f"could not delete the job's S3 output ({message}); retrying in 30 s. To delete the job "
+                       f"without clean-up, remove the finalizer {cleanup.FINALIZER}")
+            return 30.0
+        self._patch_finalizers([f for f in finalizers if f != cleanup.FINALIZER])
+        return None
+
+    def _stop_children_before_cleanup(self) -> bool:
+        """True while trainer or validation pods may still write to the output prefix."""
+        selector = "finetune.fto.dev/job=" + names.labels(self.name, "trainer")["finetune.fto.dev/job"]
+        pods = kube.raw(kube.core().list_namespaced_pod(self.ns, label_selector=selector,
+                                                        _preload_content=False))["items"]
+        if not any((p.get("status") or {}).get("phase") not in ("Succeeded", "Failed") for p in pods):
+            return False
+        self._stop_trainer()
+        return True
+
+    def _patch_finalizers(self, finalizers: list[str]) -> None:
+        if self.runtime:
+            self.runtime.fence()
+        # The resourceVersion makes it conditional: a finalizer list read stale is refused (409).
+        kube.custom().patch_namespaced_custom_object(
+            GROUP, VERSION, self.ns, "finetunejobs", self.name,
+            {"metadata": {"finalizers": finalizers, "resourceVersion": self.meta["resourceVersion"]}})
 
     def _reconcile(self) -> Optional[float]:
         if self.status.get("phase") in st.TERMINAL:

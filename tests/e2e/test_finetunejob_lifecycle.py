@@ -236,3 +236,51 @@ def test_jobs_carry_no_finalizer_and_delete_without_an_operator(cluster, crds, n
         except ApiException as err:
             return err.status == 404
     wait_for(deleted, timeout=10, what="deleted with no operator running")
+
+
+def _keys(s3, bucket: str, prefix: str) -> list[str]:
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents") or [])
+
+
+def _gone(crds, namespace: str, name: str) -> bool:
+    from kubernetes.client.exceptions import ApiException
+    try:
+        get(crds, namespace, name)
+    except ApiException as err:
+        return err.status == 404
+    return False
+
+
+def test_cleanup_on_delete_stops_the_trainer_then_deletes_its_output(cluster, crds, core, s3, namespace, bucket,
+                                                                     operator):
+    create(crds, namespace, finetunejob(cluster, bucket, "wipe", duration="600s", cleanupOnDelete="All"))
+    wait_for(lambda: phase_is(crds, namespace, "wipe", "Running"), timeout=60, what="Running")
+    assert get(crds, namespace, "wipe")["metadata"]["finalizers"] == ["finetune.fto.dev/s3-cleanup"]
+    for key in ("out/wipe/checkpoints/step-00000010/adapter_model.safetensors", "out/wipe/adapter/a.safetensors",
+                "out/wipe-2/manifest.json"):  # a neighbour whose name starts the same must survive
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+
+    crds.delete_namespaced_custom_object(GROUP, VERSION, namespace, "finetunejobs", "wipe")
+    wait_for(lambda: _gone(crds, namespace, "wipe"), timeout=60, what="the job deleted after its clean-up")
+    assert _keys(s3, bucket, "out/wipe/") == []
+    assert _keys(s3, bucket, "out/wipe-2/") == ["out/wipe-2/manifest.json"]
+    deleted = [e for e in core.list_namespaced_event(namespace).items
+               if e.involved_object.name == "wipe" and e.reason == "OutputDeleted"]
+    assert deleted and f"deleted 2 object(s) under s3://{bucket}/out/wipe/" in deleted[0].message
+    wait_for(lambda: not [p for p in core.list_namespaced_pod(namespace).items if p.status.phase == "Running"],
+             timeout=30, what="the trainer pod stopped")
+
+
+def test_cleanup_keeps_the_adapter_a_model_version_was_registered_from(cluster, crds, s3, namespace, bucket,
+                                                                       operator):
+    create(crds, namespace, finetunejob(cluster, bucket, "kept", result=upload_result(s3, bucket, "kept"),
+                                        cleanupOnDelete="All"))
+    wait_for(lambda: phase_is(crds, namespace, "kept", "Succeeded"), timeout=60, what="Succeeded")
+    s3.put_object(Bucket=bucket, Key="out/kept/checkpoints/step-00000010/state.json", Body=b"{}")
+    crds.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelVersion", "metadata": {"name": "bot-kept"},
+        "spec": {"model": "bot", "version": "kept", "adapter": {"fromJob": {"name": "kept"}}}})
+
+    crds.delete_namespaced_custom_object(GROUP, VERSION, namespace, "finetunejobs", "kept")
+    wait_for(lambda: _gone(crds, namespace, "kept"), timeout=60, what="the job deleted after its clean-up")
+    assert _keys(s3, bucket, "out/kept/") == ["out/kept/adapter/adapter_model.safetensors", "out/kept/manifest.json"]

@@ -281,6 +281,13 @@ def lifecycle() -> dict:
                                 "doubling; the last split is capped here). A micro-batch of batchSize rows "
                                 "cannot split into more than batchSize parts.", minimum=2, maximum=64, default=8),
         }, default={}),
+        "cleanupOnDelete": string("spec.lifecycle.cleanupOnDelete: what deleting the FineTuneJob removes from "
+                                  "S3 under spec.output.uri. Keep (or unset): nothing, and the job carries no "
+                                  "finalizer. Checkpoints: the checkpoints/ prefix. All: everything under the "
+                                  "output prefix, except the adapter and manifest.json while a ModelVersion "
+                                  "registered from this job exists. Checkpoints and All put a finalizer on the "
+                                  "job, so deleting it waits for the operator: it stops the trainer pods first, "
+                                  "then deletes the objects.", enum=["Keep", "Checkpoints", "All"]),
     }, default={})
 
 

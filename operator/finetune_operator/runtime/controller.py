@@ -24,7 +24,8 @@ class LostLeadership(Exception):
 class Kind:
     """A custom resource this operator reconciles.
 
-    `reconciler(obj, status_patch, event, settings, runtime)` has `.reconcile() -> Optional[float]`:
+    `reconciler(obj, status_patch, event, settings, runtime)` has `.reconcile() -> Optional[float]`
+    (and optionally `.finalize() -> Optional[float]`, called instead once the object is being deleted):
     it fills status_patch (a JSON merge patch of .status; None deletes a field), calls
     event(type, reason, message), and returns seconds until it wants to run again (None: only
     when something changes).
@@ -152,13 +153,17 @@ class Runtime:
         custom, core = kube.custom(), kube.core()
         obj = kube.read_or_none(
             lambda n, **k: custom.get_namespaced_custom_object(GROUP, VERSION, namespace, kind.plural, n, **k), name)
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
+        deleting = bool(obj and obj["metadata"].get("deletionTimestamp"))
+        if obj is None or (deleting and not hasattr(kind.reconciler, "finalize")):
             kind.forget(namespace, name)
             return None
         patch: dict = {}
         emitted: list = []
         reconciler = kind.reconciler(obj, patch, lambda *e: emitted.append(e), self.settings, self)
-        requeue = reconciler.reconcile()
+        # A deleting object is only finalized (its own finalizer, if it has one), never reconciled.
+        requeue = reconciler.finalize() if deleting else reconciler.reconcile()
+        if deleting and requeue is None:
+            kind.forget(namespace, name)
         self.fence()  # a status decided by a replica that lost the Lease is not written
         if patch:
             # The resourceVersion makes the write conditional: a status decided from a stale read is
