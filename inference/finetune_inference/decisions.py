@@ -7,14 +7,10 @@ Errors are AgentError(status, reason, message); the admin API answers them as
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import re
 from typing import Optional
 
-NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
-SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
-ADAPTER_METHODS = ("lora", "qlora")  # a full fine-tune has no adapter to load
+from finetune_api import manifest as manifestmod, naming
+from finetune_api.manifest import AdapterManifest as Manifest, ManifestError
 
 
 class AgentError(Exception):
@@ -34,90 +30,29 @@ def bad_request(message: str) -> AgentError:
 
 # --- names ------------------------------------------------------------------------------------------------------
 
-def manifest_digest(raw: bytes) -> str:
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
 def served_name(model: str, version: str, digest: str) -> str:
-    """'<model>--<version>-<sha8>': content-addressed, so a name never changes meaning and is never reloaded in place."""
-    for field, value in (("model", model), ("version", version)):
-        if not isinstance(value, str) or not NAME.match(value):
-            raise bad_request(f"{field} must be 1-63 lower-case letters, digits, '.', '_' or '-', starting and "
-                              f"ending with a letter or digit (got {value!r})")
-    if not SHA256.match(digest or ""):
-        raise bad_request(f"manifest digest must be sha256:<64 hex> (got {digest!r})")
-    return f"{model}--{version}-{digest[7:15]}"
+    """finetune_api.naming.served_name; a bad part is the caller's InvalidRequest."""
+    try:
+        return naming.served_name(model, version, digest)
+    except ValueError as err:
+        raise bad_request(str(err)) from None
 
 
-# --- manifests --------------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class ManifestFile:
-    path: str     # relative to the adapter folder, e.g. adapter_model.safetensors
-    sha256: str   # hex
-    size: Optional[int]
-
-
-@dataclasses.dataclass(frozen=True)
-class Manifest:
-    digest: str
-    method: str
-    rank: int
-    alpha: Optional[float]
-    target_modules: tuple
-    files: tuple
-    base_name: str
-    base_digest: str
-    raw: dict
-
+# --- manifests (the contract is finetune_api.manifest) ----------------------------------------------------------
 
 def parse_manifest(raw: bytes, expected_digest: Optional[str] = None) -> Manifest:
-    """The trainer's AdapterManifest (finetune_trainer.train._write_result), checked."""
-    digest = manifest_digest(raw)
-    if expected_digest and expected_digest != digest:
-        raise AgentError(422, "DigestMismatch", f"the manifest hashes to {digest}, not the expected {expected_digest}")
+    """The trainer's AdapterManifest, checked, and loadable at runtime (422 with the contract's reason if not)."""
     try:
-        doc = json.loads(raw)
-    except ValueError as err:
-        raise AgentError(422, "InvalidManifest", f"the manifest is not JSON: {err}") from None
-    if not isinstance(doc, dict) or doc.get("kind") != "AdapterManifest":
-        raise AgentError(422, "InvalidManifest", "the manifest is not an AdapterManifest (kind)")
-    method = doc.get("method")
-    if method not in ADAPTER_METHODS:
-        raise AgentError(422, "NotAnAdapter", f"method {method!r} produces no LoRA adapter; only "
-                                              f"{', '.join(ADAPTER_METHODS)} can be loaded at runtime")
-    lora = doc.get("lora") or {}
-    base = doc.get("baseModel") or {}
-    try:
-        rank = int(lora["r"])
-        targets = tuple(sorted(lora.get("targetModules") or ()))
-        files = tuple(_manifest_file(f) for f in doc["files"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise AgentError(422, "InvalidManifest", f"the manifest lacks or garbles {err}") from None
-    if not files or not any(f.path == "adapter_config.json" for f in files):
-        raise AgentError(422, "InvalidManifest", "the manifest lists no adapter/adapter_config.json")
-    return Manifest(digest=digest, method=method, rank=rank, alpha=lora.get("alpha"), target_modules=targets,
-                    files=files, base_name=str(base.get("name") or ""), base_digest=str(base.get("digest") or ""),
-                    raw=doc)
-
-
-def _manifest_file(entry: dict) -> ManifestFile:
-    name = entry["name"]
-    if not isinstance(name, str) or not name.startswith("adapter/"):
-        raise ValueError(f"file name {name!r} (must start with adapter/)")
-    rel = name[len("adapter/"):]
-    if not rel or rel.startswith("/") or any(part in ("", ".", "..") for part in rel.split("/")):
-        raise ValueError(f"file name {name!r}")
-    sha = entry["sha256"]
-    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
-        raise ValueError(f"sha256 of {name!r}")
-    return ManifestFile(rel, sha, entry.get("size"))
+        manifest = manifestmod.parse(raw, expected_digest)
+        manifestmod.require_adapter(manifest)
+    except ManifestError as err:
+        raise AgentError(422, err.reason, err.message) from None
+    return manifest
 
 
 def verify_files(manifest: Manifest, actual: dict) -> None:
     """actual: relative path -> sha256 hex of what was downloaded. DigestMismatch names every bad file."""
-    bad = [f"{f.path} (expected {f.sha256[:12]}…, got {actual[f.path][:12]}…)" if f.path in actual
-           else f"{f.path} (missing)" for f in manifest.files if actual.get(f.path) != f.sha256]
+    bad = manifestmod.mismatches(manifest, {path: (sha, None) for path, sha in actual.items()})
     if bad:
         raise AgentError(422, "DigestMismatch", "downloaded adapter files do not match the manifest: " + ", ".join(bad))
 

@@ -236,7 +236,7 @@ def main(argv=None) -> None:
     if args.served_model_name:
         served = args.served_model_name
     elif args.model == DEFAULT_MODEL:
-        from finetune_trainer.basemodel import DEFAULT_MODEL_NAME
+        from finetune_api.defaultmodel import DEFAULT_MODEL_NAME
         served = DEFAULT_MODEL_NAME
     else:
         served = args.model.rstrip("/")

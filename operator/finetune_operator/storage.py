@@ -1,17 +1,20 @@
 """S3 as the operator sees it: clients from a user's Secret, and verified reads of training manifests.
 
 The operator itself reads little from S3: the result manifest of a finished job (to fill lineage
-and verify every adapter file's sha256 before anything is registered or served), and the
-existence checks of preflight. Credentials come from the Secret the spec names, in the
-object's own namespace, exactly as the trainer pods get them.
+and verify every adapter file's sha256 and size before anything is registered or served), and,
+when a job is deleted under spec.lifecycle.cleanupOnDelete, the listings cleanup.py deletes. It
+checks no dataset or base model for existence: the validate-only pod (the trainer) reads them.
+Credentials come from the Secret the spec names, in the object's own namespace, exactly as the
+trainer pods get them. URIs, S3 error kinds and the manifest are finetune_api's contracts.
 """
 from __future__ import annotations
 
 import base64
 import dataclasses
 import hashlib
-import json
 from typing import Optional
+
+from finetune_api import manifest as manifestmod, s3 as s3api
 
 
 class StorageError(Exception):
@@ -23,14 +26,13 @@ class StorageError(Exception):
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise StorageError("InvalidUri", f"{uri!r} is not an s3:// URI")
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
+    try:
+        return s3api.parse_uri(uri)
+    except s3api.InvalidS3Uri as err:
+        raise StorageError("InvalidUri", str(err)) from None
 
 
-def join(prefix: str, *parts: str) -> str:
-    return "/".join([prefix.rstrip("/"), *(p.strip("/") for p in parts)])
+join = s3api.join
 
 
 def secret_keys(credentials: dict) -> dict:
@@ -75,25 +77,21 @@ def client_for(core_api, namespace: str, credentials: Optional[dict]):
     return boto3.client("s3", config=config, **credentials_from_secret(secret, credentials))
 
 
-def _client_error(err, what: str) -> StorageError:
-    code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
-    if code in ("NoSuchKey", "404", "NoSuchBucket", "NotFound"):
-        return StorageError("NotFound", f"{what}: does not exist ({code})")
-    if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-        return StorageError("AccessDenied", f"{what}: access denied ({code})")
-    return StorageError("S3Unavailable", f"{what}: {err}")
+def _storage_error(err: Exception, what: str) -> StorageError:
+    found = s3api.classify(err, what)
+    if found is None:
+        raise err
+    kind, message = found
+    return StorageError(kind, message)
 
 
 def read_bytes(s3, uri: str, limit: int = 16 << 20) -> bytes:
-    from botocore.exceptions import BotoCoreError, ClientError
     bucket, key = parse_uri(uri)
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
         data = body.read(limit + 1)
-    except ClientError as err:
-        raise _client_error(err, uri) from err
-    except BotoCoreError as err:
-        raise StorageError("S3Unavailable", f"{uri}: {err}") from err
+    except Exception as err:
+        raise _storage_error(err, f"reading {uri}") from err
     if len(data) > limit:
         raise StorageError("ManifestInvalid", f"{uri} is larger than {limit} bytes")
     return data
@@ -101,7 +99,6 @@ def read_bytes(s3, uri: str, limit: int = 16 << 20) -> bytes:
 
 def object_sha256(s3, uri: str) -> tuple[str, int]:
     """Streams an object and returns (hex sha256, size)."""
-    from botocore.exceptions import BotoCoreError, ClientError
     bucket, key = parse_uri(uri)
     digest, size = hashlib.sha256(), 0
     try:
@@ -109,29 +106,9 @@ def object_sha256(s3, uri: str) -> tuple[str, int]:
         for chunk in iter(lambda: body.read(1 << 20), b""):
             digest.update(chunk)
             size += len(chunk)
-    except ClientError as err:
-        raise _client_error(err, uri) from err
-    except BotoCoreError as err:
-        raise StorageError("S3Unavailable", f"{uri}: {err}") from err
+    except Exception as err:
+        raise _storage_error(err, f"reading {uri}") from err
     return digest.hexdigest(), size
-
-
-def exists(s3, uri: str) -> bool:
-    """True if uri is an object, or a prefix with at least one object under it."""
-    from botocore.exceptions import ClientError
-    bucket, key = parse_uri(uri)
-    try:
-        if key and not key.endswith("/"):
-            try:
-                s3.head_object(Bucket=bucket, Key=key)
-                return True
-            except ClientError as err:
-                if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-                    raise
-        listed = s3.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/" if key else "", MaxKeys=1)
-        return listed.get("KeyCount", 0) > 0
-    except ClientError as err:
-        raise _client_error(err, uri) from err
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,41 +120,31 @@ class VerifiedManifest:
 
     @property
     def adapter_uri(self) -> str:
-        return join(self.uri.rsplit("/", 1)[0], "adapter")
+        return manifestmod.adapter_uri(self.uri)
 
 
 def parse_manifest(data: bytes, uri: str) -> dict:
+    """The manifest document, checked by finetune_api.manifest.parse (StorageError ManifestInvalid if not)."""
+    return _parse(data, uri, None).doc
+
+
+def _parse(data: bytes, uri: str, expected_digest: Optional[str]) -> manifestmod.AdapterManifest:
     try:
-        manifest = json.loads(data)
-    except ValueError as err:
-        raise StorageError("ManifestInvalid", f"{uri} is not JSON: {err}") from err
-    if not isinstance(manifest, dict) or manifest.get("kind") != "AdapterManifest" or \
-            not isinstance(manifest.get("files"), list) or not manifest["files"]:
-        raise StorageError("ManifestInvalid", f"{uri} is not an AdapterManifest with a files list")
-    for entry in manifest["files"]:
-        if not isinstance(entry, dict) or not entry.get("name") or len(str(entry.get("sha256", ""))) != 64 \
-                or ".." in str(entry["name"]).split("/"):
-            raise StorageError("ManifestInvalid", f"{uri}: bad file entry {entry!r}")
-    return manifest
+        return manifestmod.parse(data, expected_digest)
+    except manifestmod.ManifestError as err:
+        reason = "DigestMismatch" if err.reason == manifestmod.DIGEST_MISMATCH else "ManifestInvalid"
+        raise StorageError(reason, f"{uri}: {err.message}") from None
 
 
 def verify_manifest(s3, manifest_uri: str, expected_digest: Optional[str] = None) -> VerifiedManifest:
-    """Reads the manifest, checks its own digest (if one is expected) and every listed file's sha256.
+    """Reads the manifest, checks its own digest (if one is expected) and every listed file's sha256 and size.
 
-    Raises StorageError(DigestMismatch) naming the first file (or the manifest) that does not match.
+    Raises StorageError(DigestMismatch) naming the manifest or every file that does not match.
     """
-    data = read_bytes(s3, manifest_uri)
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    if expected_digest and expected_digest != digest:
-        raise StorageError("DigestMismatch", f"{manifest_uri} has digest {digest}, expected {expected_digest}")
-    manifest = parse_manifest(data, manifest_uri)
-    base = manifest_uri.rsplit("/", 1)[0]
-    for entry in manifest["files"]:
-        uri = join(base, entry["name"])
-        actual, size = object_sha256(s3, uri)
-        if actual != entry["sha256"]:
-            raise StorageError("DigestMismatch", f"{uri}: sha256 {actual} does not match the manifest's "
-                                                 f"{entry['sha256']}")
-        if entry.get("size") is not None and int(entry["size"]) != size:
-            raise StorageError("DigestMismatch", f"{uri}: {size} bytes, the manifest says {entry['size']}")
-    return VerifiedManifest(manifest_uri, digest, manifest, [dict(e) for e in manifest["files"]])
+    parsed = _parse(read_bytes(s3, manifest_uri), manifest_uri, expected_digest)
+    adapter = manifestmod.adapter_uri(manifest_uri)
+    actual = {f.path: object_sha256(s3, join(adapter, f.path)) for f in parsed.files}
+    bad = manifestmod.mismatches(parsed, actual)
+    if bad:
+        raise StorageError("DigestMismatch", f"{adapter}: files do not match the manifest: {', '.join(bad)}")
+    return VerifiedManifest(manifest_uri, parsed.digest, parsed.doc, [f.to_doc() for f in parsed.files])

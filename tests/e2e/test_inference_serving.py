@@ -26,7 +26,7 @@ BUCKET = "fto-test-inference"
 
 def _patch_deployment(dep: dict) -> dict:
     dep = copy.deepcopy(dep)
-    from finetune_trainer.basemodel import models_cache
+    from finetune_api.defaultmodel import models_cache
     for c in dep["spec"]["template"]["spec"]["containers"]:
         args = c["args"]
         args[args.index("--max-lora-rank") + 1] = str(MAX_RANK)
@@ -38,9 +38,9 @@ def _patch_deployment(dep: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def serving(cluster, api, core, s3):
+    from finetune_api.defaultmodel import prepare_default_model
+    from finetune_api.digests import folder_digest
     from finetune_trainer import s3 as s3mod
-    from finetune_trainer.basemodel import prepare_default_model
-    from finetune_trainer.model import folder_digest
 
     docs = list(yaml.safe_load_all((ROOT / "examples" / "inference-deployment-reference.yaml").read_text()))
     secret = next(d for d in docs if d["kind"] == "Secret")

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import finetune_api.manifest
+
 from devcluster import components
 from helpers import BASE_MODEL_URI, wait_for
 
@@ -114,7 +116,9 @@ def test_adapter_and_manifest_land_in_s3_with_correct_sha256s(trained, s3):
     result = trained["result"]
     bucket, key = result["manifestUri"][5:].split("/", 1)
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    # status.result.adapterDigest's one definition: the sha256 of manifest.json's bytes as stored.
     assert result["adapterDigest"] == "sha256:" + hashlib.sha256(body).hexdigest()
+    assert finetune_api.manifest.parse(body, result["adapterDigest"]).digest == result["adapterDigest"]
     manifest = json.loads(body)
     names = {f["name"] for f in manifest["files"]}
     assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"} <= names

@@ -1,6 +1,6 @@
 import pytest
 
-from finetune_operator.api.finetunejob_crd import ARCHITECTURES
+from finetune_api.finetunejob_crd import ARCHITECTURES
 from finetune_trainer.architectures import UnknownArchitecture, default_target_modules
 
 

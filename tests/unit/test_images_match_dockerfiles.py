@@ -26,3 +26,15 @@ def test_console_scripts_exist_for_every_entrypoint():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     for argv in PROJECT_IMAGES.values():
         assert argv[0] in scripts
+
+
+@pytest.mark.parametrize("dockerfile, component", [("operator/Dockerfile", "operator/"),
+                                                   ("trainer_image/Dockerfile", "trainer_image/"),
+                                                   ("inference/Dockerfile.engine", "inference/"),
+                                                   ("inference/Dockerfile.agent", "inference/")])
+def test_an_image_carries_only_the_api_package_and_its_own_component(dockerfile, component):
+    text = (ROOT / dockerfile).read_text()
+    copied = re.findall(r"^COPY (\S+) ", text, re.M)
+    assert sorted(copied) == sorted(["api/", component])
+    installs = " ".join(re.findall(r"pip install ([^&\n]+)", text))
+    assert "./api" in installs and f"./{component.rstrip('/')}" in installs

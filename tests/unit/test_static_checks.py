@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TREES = ["operator/finetune_operator", "trainer_image/finetune_trainer", "inference/finetune_inference",
+TREES = ["api/finetune_api", "operator/finetune_operator", "trainer_image/finetune_trainer", "inference/finetune_inference",
          "hack/devcluster", "tests", "bench"]
 
 

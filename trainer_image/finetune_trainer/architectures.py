@@ -1,6 +1,10 @@
 """Default LoRA target modules per model architecture (config.json's model_type).
 
-Shared by the operator (which records what will be trained) and the trainer (which applies it).
+The trainer's alone: it resolves the defaults once it has read the base model's config.json
+(config.TrainerConfig.target_modules) and records the modules it adapted in the manifest's
+lora.targetModules, which is what the operator and the adapter agent read. The API package only
+lists the accepted architectures (finetune_api.finetunejob_crd.ARCHITECTURES); a unit test keeps
+the two lists in step.
 The defaults adapt attention and MLP projections - the QLoRA paper's finding is that adapting
 all linear layers matters more than the rank - rather than PEFT's historic q_proj/v_proj only.
 """

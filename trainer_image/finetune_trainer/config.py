@@ -9,7 +9,7 @@ defaulted it) plus who the job is and a few runtime settings:
 
 A whole FineTuneJob manifest is accepted too (its metadata gives the identity), so
 `finetune-trainer train --config examples/finetunejob-lora-minimal.yaml` works as is. Defaults
-and structural checks come from the CRD schema code (finetune_operator.api), never a copy.
+and structural checks come from the CRD schema code (finetune_api), never a copy.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from typing import Optional
 
 import yaml
 
-from finetune_operator.api import finetunejob_crd
-from finetune_operator.api.structural import SchemaError, apply_defaults, validate
+from finetune_api import finetunejob_crd
+from finetune_api.structural import SchemaError, apply_defaults, validate
 
 from .architectures import default_target_modules
 

@@ -1,8 +1,9 @@
 """Loading the base model and wrapping it for the chosen method (LoRA, QLoRA, full).
 
 Weights come from an s3:// prefix (downloaded once into the work dir) or a mounted folder.
-The base model's digest is sha256 over its files' names and sha256s, so the same weights have
-the same digest wherever they are stored; spec.baseModel.digest pins it.
+The base model's digest is finetune_api.digests.folder_digest (sha256 over its files' names and
+sha256s), so the same weights have the same digest wherever they are stored, and the engine reports
+the same value; spec.baseModel.digest pins it.
 """
 from __future__ import annotations
 
@@ -10,21 +11,13 @@ import hashlib
 import logging
 from pathlib import Path
 
+from finetune_api.digests import DOWNLOAD_MARKER, folder_digest
+
 from . import s3 as s3mod
-from .basemodel import file_sha256
 from .architectures import CONV1D_ARCHITECTURES
 from .outcomes import ExitCode, TrainerFailure
 
 log = logging.getLogger("finetune-trainer")
-# Not model files: the converter's provenance note, and fetch()'s download-finished marker.
-IGNORED_FILES = {"fto-converted.json", ".complete"}
-
-
-def folder_digest(folder: Path) -> str:
-    lines = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in IGNORED_FILES):
-        lines.append(f"{path.relative_to(folder).as_posix()} {file_sha256(path)}\n")
-    return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def fetch(cfg, s3) -> Path:
@@ -34,7 +27,7 @@ def fetch(cfg, s3) -> Path:
     else:
         uri = cfg.base_model["uri"]
         folder = cfg.runtime.work_dir / "base-model" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-        done = folder / ".complete"
+        done = folder / DOWNLOAD_MARKER
         if not done.exists():
             s3mod.download_prefix(s3, uri, folder)
             done.write_text(uri)

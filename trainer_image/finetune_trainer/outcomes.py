@@ -1,54 +1,16 @@
-"""Typed outcomes of a trainer run: exit codes, reasons, and the termination message.
+"""Typed outcomes of a trainer run: TrainerFailure, and writing the termination message.
 
-The operator reads the exit code and the JSON termination message from pod status and decides
-whether to retry: only the codes in RETRYABLE are worth relaunching (from the last checkpoint).
-
-| code | reason              | retryable | meaning |
-|------|---------------------|-----------|---------|
-| 0    | Succeeded           |           | adapter and manifest written |
-| 1    | TrainerError        | yes       | an unexpected error (a bug or a transient fault) |
-| 10   | InvalidConfig       |           | the config/spec cannot work |
-| 11   | DatasetInvalid      |           | rows violate the declared format (line numbers in the message) |
-| 12   | S3Unavailable       | yes       | S3 unreachable or failing after retries |
-| 13   | OutOfMemory         | yes*      | CUDA or host OOM (*relaunched by the operator only under spec.lifecycle.onOutOfMemory: SplitMicroBatch) |
-| 14   | Diverged            |           | loss became NaN/inf |
-| 15   | Preempted           | yes       | SIGTERM: a checkpoint was saved; resume from it |
-| 16   | UnsupportedHardware |           | e.g. QLoRA without CUDA |
-| 17   | BaseModelInvalid    |           | weights missing, unreadable, or digest mismatch |
-| 18   | AccessDenied        |           | S3 refused the credentials or the bucket |
+The exit codes, their reasons, which are retryable and the JSON document itself are the
+contract with the operator, defined once in finetune_api.termination (the table is there).
 """
 from __future__ import annotations
 
-import enum
-import json
 from pathlib import Path
 
-MAX_TERMINATION_MESSAGE = 4096
+from finetune_api import termination
+from finetune_api.termination import REASONS, RETRYABLE, ExitCode
 
-
-class ExitCode(enum.IntEnum):
-    SUCCEEDED = 0
-    TRAINER_ERROR = 1
-    INVALID_CONFIG = 10
-    DATASET_INVALID = 11
-    S3_UNAVAILABLE = 12
-    OUT_OF_MEMORY = 13
-    DIVERGED = 14
-    PREEMPTED = 15
-    UNSUPPORTED_HARDWARE = 16
-    BASE_MODEL_INVALID = 17
-    ACCESS_DENIED = 18
-
-
-REASONS = {
-    ExitCode.SUCCEEDED: "Succeeded", ExitCode.TRAINER_ERROR: "TrainerError",
-    ExitCode.INVALID_CONFIG: "InvalidConfig", ExitCode.DATASET_INVALID: "DatasetInvalid",
-    ExitCode.S3_UNAVAILABLE: "S3Unavailable", ExitCode.OUT_OF_MEMORY: "OutOfMemory",
-    ExitCode.DIVERGED: "Diverged", ExitCode.PREEMPTED: "Preempted",
-    ExitCode.UNSUPPORTED_HARDWARE: "UnsupportedHardware", ExitCode.BASE_MODEL_INVALID: "BaseModelInvalid",
-    ExitCode.ACCESS_DENIED: "AccessDenied",
-}
-RETRYABLE = frozenset({ExitCode.TRAINER_ERROR, ExitCode.S3_UNAVAILABLE, ExitCode.OUT_OF_MEMORY, ExitCode.PREEMPTED})
+__all__ = ["REASONS", "RETRYABLE", "ExitCode", "TrainerFailure", "termination_message", "write_termination_message"]
 
 
 class TrainerFailure(Exception):
@@ -65,14 +27,7 @@ class TrainerFailure(Exception):
 
 def termination_message(code: ExitCode, message: str, **fields) -> str:
     """Compact JSON that fits Kubernetes' 4 KiB termination-message limit (the message is cut first)."""
-    doc = {"reason": REASONS[code], "exitCode": int(code), "retryable": code in RETRYABLE, **fields,
-           "message": message}
-    text = json.dumps(doc, separators=(",", ":"))
-    if len(text) > MAX_TERMINATION_MESSAGE:
-        overflow = len(text) - MAX_TERMINATION_MESSAGE + 20
-        doc["message"] = message[: max(0, len(message) - overflow)] + " …(truncated)"
-        text = json.dumps(doc, separators=(",", ":"))
-    return text
+    return termination.encode(code, message, **fields)
 
 
 def write_termination_message(path: str, text: str) -> None:

@@ -4,8 +4,9 @@ One small HTTP server on the pod IP (rank 0 only):
   /metrics   Prometheus text: step, epoch, losses, learning rate, tokens/s, samples/s, ETA, GPU memory
   /progress  the same as one JSON document, plus the phase and the checkpoints saved
   /healthz   200 while the process is alive
-The operator polls /progress every few seconds to fill FineTuneJob.status.progress; Prometheus
-scrapes /metrics. Nothing is written to S3 for progress, so reporting costs no storage calls.
+The operator polls /progress every few seconds to fill FineTuneJob.status.progress; the
+document's keys are the contract in finetune_api.progress. Prometheus scrapes /metrics. Nothing
+is written to S3 for progress, so reporting costs no storage calls.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import time
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from finetune_api import progress as contract
 
 GAUGES = {
     "step": "Optimiser steps done.",
@@ -39,12 +42,17 @@ class Reporter:
         labels = {"namespace": job_namespace, "job": job_name}
         self.gauges = {k: Gauge(f"fto_trainer_{k}", doc, list(labels), registry=self.registry).labels(**labels)
                        for k, doc in GAUGES.items()}
-        self.progress = {"phase": "starting", "step": 0, "totalSteps": 0, "checkpoints": []}
+        self.progress = contract.initial()
         self._lock = threading.Lock()
         self._server = None
         self._t0 = time.monotonic()
 
     def update(self, **values) -> None:
+        unknown = contract.unknown_keys(values)
+        if unknown:
+            raise ValueError(f"not keys of the /progress document (finetune_api.progress): {unknown}")
+        if values.get("phase") is not None and values["phase"] not in contract.PHASES:
+            raise ValueError(f"not a /progress phase: {values['phase']!r}")
         with self._lock:
             self.progress.update({k: v for k, v in values.items() if v is not None})
             self.progress["updatedAt"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -79,7 +87,7 @@ class Reporter:
             def do_GET(self):  # noqa: N802
                 if self.path == "/metrics":
                     body, ctype = generate_latest(reporter.registry), CONTENT_TYPE_LATEST
-                elif self.path == "/progress":
+                elif self.path == contract.PATH:
                     body, ctype = json.dumps(reporter.snapshot()).encode(), "application/json"
                 elif self.path == "/healthz":
                     body, ctype = b"ok", "text/plain"

@@ -3,30 +3,22 @@
 Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and optionally
 AWS_SESSION_TOKEN, which the operator maps from the job's Secret); the endpoint and region from
 the job's spec.credentials, else AWS_ENDPOINT_URL / AWS_DEFAULT_REGION. S3 errors become typed
-trainer failures: unreachable -> S3Unavailable (retryable), refused -> AccessDenied.
+trainer failures: unreachable -> S3Unavailable (retryable), refused -> AccessDenied. URIs and the
+error classification are finetune_api.s3's, shared with the operator and the adapter agent.
 """
 from __future__ import annotations
 
 import contextlib
-import re
 from pathlib import Path
 from typing import Iterator, Optional
 
+from finetune_api import s3 as s3api
+from finetune_api.s3 import DENIED, NOT_FOUND, classify, is_not_found, join, parse_uri
+
 from .outcomes import ExitCode, TrainerFailure
 
-S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
-
-
-def parse_uri(uri: str) -> tuple[str, str]:
-    """'s3://bucket/a/b' -> ('bucket', 'a/b'); ValueError naming the URI when malformed."""
-    m = S3_URI.match(uri)
-    if not m:
-        raise ValueError(f"not an s3:// URI: {uri!r} (expected s3://<bucket>/<key>)")
-    return m.group("bucket"), m.group("key") or ""
-
-
-def join(prefix: str, *parts: str) -> str:
-    return "/".join([prefix.rstrip("/")] + [p.strip("/") for p in parts])
+__all__ = ["client", "delete_prefix", "download_prefix", "ensure_bucket", "errors", "join", "list_prefixes",
+           "parse_uri", "upload_folder"]
 
 
 def client(endpoint: Optional[str] = None, region: Optional[str] = None):
@@ -35,25 +27,6 @@ def client(endpoint: Optional[str] = None, region: Optional[str] = None):
     return boto3.client("s3", endpoint_url=endpoint or None, region_name=region or None,
                         config=Config(retries={"max_attempts": 6, "mode": "standard"}, connect_timeout=10,
                                       read_timeout=120))
-
-
-NOT_FOUND, DENIED, UNAVAILABLE = "NotFound", "AccessDenied", "S3Unavailable"
-
-
-def classify(err: Exception, what: str) -> Optional[tuple[str, str]]:
-    """(kind, message) for a boto error met while doing `what`; None if it is not a boto error.
-    Shared by the trainer and the inference agent, which map the kinds to their own errors."""
-    from botocore.exceptions import BotoCoreError, ClientError
-    if isinstance(err, ClientError):
-        code = err.response.get("Error", {}).get("Code", "")
-        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
-            return DENIED, f"S3 refused {what}: {code}"
-        if code in ("NoSuchKey", "404", "NoSuchBucket", "NotFound"):
-            return NOT_FOUND, f"{what}: not found in S3 ({code})"
-        return UNAVAILABLE, f"S3 failed {what}: {code or err}"
-    if isinstance(err, BotoCoreError):
-        return UNAVAILABLE, f"S3 unreachable while {what}: {err}"
-    return None
 
 
 @contextlib.contextmanager
@@ -73,11 +46,10 @@ def errors(what: str) -> Iterator[None]:
 
 
 def ensure_bucket(s3, bucket: str) -> None:
-    from botocore.exceptions import ClientError
     try:
         s3.head_bucket(Bucket=bucket)
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+    except Exception as err:
+        if not is_not_found(err):
             raise
         s3.create_bucket(Bucket=bucket)
 
@@ -96,20 +68,8 @@ def upload_folder(folder: Path, uri: str, s3=None) -> int:
 
 def download_prefix(s3, uri: str, dest: Path) -> list[Path]:
     """Downloads every object under the prefix into dest (keeping relative paths)."""
-    bucket, prefix = parse_uri(uri)
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
-    got = []
     with errors(f"downloading {uri}"):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                rel = obj["Key"][len(prefix):]
-                if not rel or rel.endswith("/"):
-                    continue
-                target = dest / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, obj["Key"], str(target))
-                got.append(target)
-    return got
+        return s3api.download_prefix(s3, uri, dest)
 
 
 def list_prefixes(s3, uri: str) -> list[str]:

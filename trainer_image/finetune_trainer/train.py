@@ -9,7 +9,6 @@ deterministic batch plan and takes its share.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import logging
 import math
@@ -21,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from finetune_api import manifest as manifestmod
+
 from . import __version__, batching, checkpoint, data, evaluate, model as modelmod, parallel, s3 as s3mod
-from .basemodel import file_sha256
 from .config import TrainerConfig
 from .loss import TokenLoss, collate
 from .outcomes import ExitCode, TrainerFailure
@@ -236,7 +236,7 @@ class Recipe:
             if not math.isfinite(step_loss):
                 raise TrainerFailure(ExitCode.DIVERGED, f"training diverged: the loss became {step_loss} at step "
                                      f"{step + 1}; lower spec.training.learningRate or check the data")
-            torch.nn.utils.clip_grad_norm_(params, t["maxGradNorm"])
+            clip_gradients(params, t["maxGradNorm"])
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -335,39 +335,40 @@ class Recipe:
             model.save_pretrained(folder, state_dict=state, safe_serialization=True)
             if cfg.method == "full":
                 tokenizer.save_pretrained(folder)
-            files = []
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                rel = path.relative_to(folder).as_posix()
-                files.append({"name": f"adapter/{rel}", "sha256": file_sha256(path), "size": path.stat().st_size})
-            s3mod.upload_folder(folder, s3mod.join(out, "adapter"), s3)
+            files = manifestmod.file_entries(folder)
+            s3mod.upload_folder(folder, s3mod.join(out, manifestmod.ADAPTER_DIR), s3)
         lora = cfg.lora if cfg.method != "full" else {}
-        manifest = {
-            "apiVersion": "finetune.fto.dev/v1alpha1", "kind": "AdapterManifest",
-            "job": {"namespace": cfg.job.namespace, "name": cfg.job.name, "uid": cfg.job.uid},
-            "method": cfg.method, "modelType": model_type,
-            "lora": {"r": lora.get("r"), "alpha": lora.get("alpha"),
-                     "targetModules": sorted(getattr(model, "peft_config", {}).get("default").target_modules)
-                     if hasattr(model, "peft_config") else None} if lora else None,
-            "files": files,
-            "baseModel": {"name": cfg.base_model["name"], "uri": cfg.base_model.get("uri"), "digest": base_digest},
-            "dataset": {"uri": cfg.dataset["uri"], "etag": stats.source_etag,
-                        "validationUri": cfg.dataset.get("validationUri")},
-            "datasetStats": stats.summary(),
-            "configHash": cfg.config_hash,
-            "trainerVersion": __version__,
-            "trainerImage": os.environ.get("FTO_TRAINER_IMAGE", ""),
-            "metrics": {k: round(v, 6) for k, v in metrics.items()},
-            "steps": steps, "tokens": tokens,
-            "wallSeconds": round(time.monotonic() - self.t_start, 1),
-            "createdAt": _now(),
-        }
-        body = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        bucket, prefix = s3mod.parse_uri(s3mod.join(out, "manifest.json"))
-        with s3mod.errors(f"writing {out}/manifest.json"):
-            s3.put_object(Bucket=bucket, Key=prefix, Body=body)
-        return {"adapterUri": s3mod.join(out, "adapter"), "manifestUri": s3mod.join(out, "manifest.json"),
-                "adapterDigest": "sha256:" + hashlib.sha256(body).hexdigest(), "steps": steps,
-                "metrics": manifest["metrics"]}
+        targets = sorted(model.peft_config["default"].target_modules) if hasattr(model, "peft_config") else None
+        manifest = manifestmod.build(
+            job={"namespace": cfg.job.namespace, "name": cfg.job.name, "uid": cfg.job.uid},
+            method=cfg.method, model_type=model_type,
+            lora={"r": lora.get("r"), "alpha": lora.get("alpha"), "targetModules": targets} if lora else None,
+            files=files,
+            base_model={"name": cfg.base_model["name"], "uri": cfg.base_model.get("uri"), "digest": base_digest},
+            dataset={"uri": cfg.dataset["uri"], "etag": stats.source_etag,
+                     "validationUri": cfg.dataset.get("validationUri")},
+            dataset_stats=stats.summary(), config_hash=cfg.config_hash, trainer_version=__version__,
+            trainer_image=os.environ.get("FTO_TRAINER_IMAGE", ""),
+            metrics={k: round(v, 6) for k, v in metrics.items()}, steps=steps, tokens=tokens,
+            wall_seconds=round(time.monotonic() - self.t_start, 1), created_at=_now())
+        body = manifestmod.encode(manifest)
+        manifest_uri = s3mod.join(out, manifestmod.FILE_NAME)
+        bucket, key = s3mod.parse_uri(manifest_uri)
+        with s3mod.errors(f"writing {manifest_uri}"):
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+        return {"adapterUri": manifestmod.adapter_uri(manifest_uri), "manifestUri": manifest_uri,
+                "adapterDigest": manifestmod.digest(body), "steps": steps, "metrics": manifest["metrics"]}
+
+
+def clip_gradients(params, max_norm: float):
+    """Clips the gradients' total norm to spec.training.maxGradNorm; 0 disables clipping.
+
+    clip_grad_norm_ with max_norm=0 would scale every gradient to zero (the step would train nothing).
+    Returns the total norm before clipping, or None when clipping is off.
+    """
+    if not max_norm:
+        return None
+    return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
 def _now() -> str:

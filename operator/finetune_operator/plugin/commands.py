@@ -142,9 +142,12 @@ def rollback_model(cluster: Cluster, model: str, to: str | None) -> str:
         target = next((v for v in versions if v["metadata"]["name"] == to or v["spec"].get("version") == to), None)
         if target is None:
             raise PluginError(f"model {model} has no version {to}")
-    else:
-        target = rollback.previous_production(versions)
-    current = rollback.current_production(versions)
+    # The operator's production record says which version serves and which served before it.
+    name = rollback.record_name(versions)
+    record = cluster.config_map_or_none(name) if name else None
+    if not to:
+        target = rollback.previous_production(versions, record)
+    current = rollback.current_production(versions, record)
     cluster.patch(VERSIONS, target["metadata"]["name"], {"spec": {"stage": "production"}}, "roll back to")
     was = f" (from {current['metadata']['name']})" if current is not None else ""
     return f"model {model}: rolling back to {target['metadata']['name']}{was}; stage set to production"

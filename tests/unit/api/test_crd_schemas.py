@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from finetune_operator.api import crdgen
+from finetune_api import crdgen
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -51,7 +51,7 @@ def test_crd_has_status_subresource_short_names_and_the_finetune_category(crd):
 
 def test_generated_files_are_fresh():
     stale = [str(p.relative_to(ROOT)) for p, text in crdgen.outputs().items() if not p.exists() or p.read_text() != text]
-    assert stale == [], "run: python -m finetune_operator.api.crdgen"
+    assert stale == [], "run: python -m finetune_api.crdgen"
 
 
 def test_chart_crds_do_not_drift_from_the_single_source():

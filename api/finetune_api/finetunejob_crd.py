@@ -6,6 +6,7 @@ manifest fails at `kubectl apply` (or in Argo CD's diff) with a message that nam
 """
 from __future__ import annotations
 
+from . import manifest
 from .schema import (array, boolean, column, conditions, crd_document, dns_label, integer, number, number_map, obj,
                      opaque, quantity, rule, s3_object, s3_prefix, sha256_digest, string, string_map, timestamp)
 
@@ -174,8 +175,8 @@ def training() -> dict:
         "gradientCheckpointing": boolean("spec.training.gradientCheckpointing: recompute activations in the "
                                          "backward pass; less memory, ~30% slower.", default=False),
         "weightDecay": number("spec.training.weightDecay: AdamW weight decay.", minimum=0, maximum=1, default=0),
-        "maxGradNorm": number("spec.training.maxGradNorm: gradient clipping norm.", minimum=0,
-                              exclusive_minimum=True, default=1.0),
+        "maxGradNorm": number("spec.training.maxGradNorm: gradient clipping norm; 0 disables clipping.",
+                              minimum=0, default=1.0),
         "precision": string("spec.training.precision: compute precision; auto is bf16 where the GPU supports it, "
                             "else fp16 on GPU and fp32 on CPU.", enum=["auto", "bf16", "fp16", "fp32"],
                             default="auto"),
@@ -387,7 +388,13 @@ def status() -> dict:
         "reason": string("A CamelCase reason for the phase, e.g. DatasetInvalid, CredentialsMissing, "
                          "DeadlineExceeded, BackoffLimitExceeded.", max_length=128),
         "message": string("The reason in plain words.", max_length=32768),
-        "conditions": conditions("Conditions: Validated, Running, Succeeded, Failed, Suspended, Cancelled."),
+        "conditions": conditions("Conditions: Validated (the dataset passed the validate-only pod), Running (an "
+                                 "attempt's trainer is running; False with the reason it is not: WaitingForCapacity, "
+                                 "WaitingForKueue, Retrying, Resumed, Training while its pods start), Suspended, "
+                                 "Succeeded (the summary: True once the adapter is verified; False with the reason "
+                                 "once the job failed or was cancelled, reason Cancelled), and ReconcileError (True "
+                                 "while the operator's last pass failed unexpectedly). The phase is derived from "
+                                 "them."),
         "startTime": timestamp("When training first started."),
         "completionTime": timestamp("When the job reached a terminal phase."),
         "progress": obj("Training progress, refreshed every few seconds while running.", {
@@ -437,7 +444,7 @@ def status() -> dict:
         "result": obj("The trained adapter, once Succeeded.", {
             "adapterUri": string("s3:// prefix of the adapter files.", max_length=1024),
             "manifestUri": string("s3:// URI of the result manifest.", max_length=1024),
-            "adapterDigest": string("sha256 of the manifest's file list.", max_length=71),
+            "adapterDigest": string(manifest.DIGEST_DOC, max_length=71),
             "metrics": number_map("Final metrics (eval_loss, perplexity, task scores, ...)."),
             "steps": integer("Optimiser steps trained.", fmt="int64"),
             "tokens": integer("Tokens trained on.", fmt="int64"),

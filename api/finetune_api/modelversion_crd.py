@@ -120,9 +120,11 @@ def status() -> dict:
         "pod": string("Pod name.", max_length=253),
         "ip": string("Pod IP.", max_length=64),
         "loaded": boolean("The version is loaded there."),
-        "aliasTarget": string("The version the model alias points to on that pod.", max_length=253),
+        "aliasTarget": string("The served name the model alias points to on that pod (name=weight,... while "
+                              "split by a canary).", max_length=253),
         "weight": integer("Percent of alias traffic to this version (canary).", minimum=0, maximum=100),
-        "message": string("Error, if loading failed.", max_length=4096),
+        "message": string("Why the pod does not serve this version as asked: a failed preload or flip, an "
+                          "incompatibility, an agent that did not answer.", max_length=4096),
     })
     return obj("ModelVersion status, written only by the operator.", {
         "observedGeneration": integer("The metadata.generation the status reflects.", fmt="int64"),
@@ -131,7 +133,9 @@ def status() -> dict:
         "reason": string("CamelCase reason, e.g. DigestMismatch, GatesFailed, IncompatibleAdapter, RolledBack.",
                          max_length=128),
         "message": string("The reason in plain words.", max_length=32768),
-        "conditions": conditions("Conditions: Registered, GatesPassed, Compatible, Promoted, Ready."),
+        "conditions": conditions("Conditions: Registered, GatesPassed, Compatible, Promoted, Ready. phase, reason "
+                                 "and message are derived from them: from Registered until the adapter is "
+                                 "verified, then from Promoted."),
         "servedName": string("The content-addressed name the engines load it under (<model>--<version>-<sha8>).",
                              max_length=253),
         "adapter": obj("The verified adapter.", {
@@ -162,22 +166,26 @@ def status() -> dict:
             "message": string("Details.", max_length=1024),
         }), max_items=32),
         "servedBy": array("Per serving pod: what is loaded and where the alias points.", served, max_items=256),
-        "promotedAt": timestamp("When it last became production."),
-        "rolledBackAt": timestamp("When it was rolled back."),
-        "rollback": obj("Why it was rolled back.", {
+        "promotedAt": timestamp("When it last became production (the production record's promotedAt; a "
+                                "rollback that restores this version sets it again)."),
+        "rolledBackAt": timestamp("When it was rolled back (by its analysis, its canary, or by hand)."),
+        "rollback": obj("Why it was rolled back: by its bake-window query (trigger analysis) or its canary "
+                        "analysis (trigger canary), with the query, value, threshold and measured seconds; or, "
+                        "on the version a manual rollback replaced, trigger manual and the version restored.", {
             "query": string("The query.", max_length=4096),
             "value": number("The value seen."),
             "threshold": number("The threshold."),
             "restoredVersion": string("The version restored to production.", max_length=253),
             "trigger": string("What triggered it: analysis (bake-window query), canary (canary analysis) or "
-                              "manual.", max_length=32),
-            "seconds": number("From the breach seen to every pod flipped back (measured)."),
+                              "manual (an older version asked for production again and replaced this one).",
+                              max_length=32),
+            "seconds": number("From the breach seen to every pod flipped back (measured; analysis and canary)."),
         }),
         "canary": obj("Progress of a canary promotion.", {
             "step": integer("Index of the current step (0-based).", minimum=0),
             "weight": integer("Percent of the alias's traffic on this version.", minimum=0, maximum=100),
             "stepStartedAt": timestamp("When the current step began."),
-            "lastValue": number("The analysis query's last value."),
+            "lastValue": number("The analysis query's last value (kept between evaluations)."),
             "previousVersion": string("The version that keeps the rest of the traffic.", max_length=253),
         }),
         "productionRecord": string("The ConfigMap holding the model's production record (which version is in "
