@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from finetune_api import manifest as manifest_contract
+
 from . import storage
 
 FINALIZER = "finetune.fto.dev/s3-cleanup"
@@ -54,8 +56,9 @@ def plan(spec: dict, status: dict, registered_from_job: list[str]) -> Plan:
     if not registered_from_job:
         return Plan(bucket, base)
     keep = []
-    for uri, default, folder in ((status.get("adapterUri"), base + "adapter/", True),
-                                 (status.get("manifestUri"), base + "manifest.json", False)):
+    result = status.get("result") or {}
+    for uri, default, folder in ((result.get("adapterUri"), base + manifest_contract.ADAPTER_DIR + "/", True),
+                                 (result.get("manifestUri"), base + manifest_contract.FILE_NAME, False)):
         kept = default
         if uri:
             b, k = storage.parse_uri(uri)

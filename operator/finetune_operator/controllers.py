@@ -10,7 +10,8 @@ from .runtime.controller import Kind
 
 def kinds() -> list:
     from .finetunejob import Reconciler as FineTuneJobReconciler
-    found = [Kind("finetunejobs", FineTuneJobReconciler, forget=lambda ns, name: metrics.JOBS.forget((ns, name)))]
+    found = [Kind("finetunejobs", FineTuneJobReconciler, forget=lambda ns, name: metrics.JOBS.forget((ns, name)),
+                  ignore_own_status_writes=True)]
     if importlib.util.find_spec(f"{__package__}.modelversion") is None:
         return found
     reconciler = getattr(importlib.import_module(f"{__package__}.modelversion"), "ModelVersionReconciler", None)

@@ -15,6 +15,12 @@ REGISTRY = CollectorRegistry()
 RECONCILE_SECONDS = Histogram(
     "fto_operator_reconcile_duration_seconds", "Time one reconcile pass takes, by kind.", ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY)
+RECONCILES = Counter("fto_operator_reconciles_total", "Reconcile passes run, by kind (errors included).", ["kind"],
+                     registry=REGISTRY)
+STATUS_WRITES = Counter("fto_operator_status_writes_total", "Status writes the passes made, by kind (a pass that "
+                        "changes nothing writes nothing).", ["kind"], registry=REGISTRY)
+RECONCILE_ERRORS = Counter("fto_operator_reconcile_errors_total", "Passes that failed with an unexpected error, by "
+                           "kind (each also posts a ReconcileError Warning Event).", ["kind"], registry=REGISTRY)
 JOB_START_LATENCY = Histogram(
     "fto_operator_job_start_latency_seconds",
     "From a FineTuneJob's creation to its first trainer pod running (validation and queueing included).",

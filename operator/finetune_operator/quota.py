@@ -61,11 +61,8 @@ def _usage(jobs, gpus, max_jobs, max_gpus) -> str:
 
 def job_holds_capacity(job: dict) -> bool:
     """A trainer Job counts against the caps unless it finished or is suspended."""
-    status = job.get("status") or {}
-    if (job.get("spec") or {}).get("suspend"):
-        return False
-    return not any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-                   for c in status.get("conditions") or [])
+    from .status import job_state
+    return job_state(job) not in ("succeeded", "failed", "suspended")
 
 
 def job_gpus(job: dict) -> int:

@@ -5,8 +5,9 @@ Condition types and reasons are constants so handlers, tests and docs name them 
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Optional
+
+from finetune_api import termination
 
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 # Condition types.
@@ -20,7 +21,7 @@ REASON_TRAINING = "Training"           # an attempt is running
 REASON_TRAINED = "Trained"             # the adapter and manifest are written
 REASON_RETRYING = "Retrying"           # a retryable failure; the next attempt resumes from a checkpoint
 REASON_CANCELLED = "Cancelled"         # spec.lifecycle.cancel was set
-REASON_OUT_OF_MEMORY = "OutOfMemory"  # CUDA OOM reported by the trainer, or the container OOM-killed
+REASON_OUT_OF_MEMORY = termination.REASONS[termination.ExitCode.OUT_OF_MEMORY]  # CUDA OOM, or the container OOM-killed
 REASON_RETRIES_EXHAUSTED = "RetryLimitExceeded"  # retryable failures beyond spec.lifecycle.retryLimit
 
 
@@ -52,11 +53,8 @@ def pod_outcome(pod: Optional[dict]) -> PodOutcome:
     result, message = None, status.get("message", "")
     if terminated:
         message = terminated.get("message") or message
-        try:
-            parsed = json.loads(message)
-            result = parsed if isinstance(parsed, dict) and "reason" in parsed else None
-        except (TypeError, ValueError):
-            pass
+        parsed = termination.parse(message)
+        result = parsed.to_doc() if parsed else None
     if phase == "Succeeded":
         return PodOutcome("succeeded", 0, result, message)
     if phase == "Failed":
@@ -68,27 +66,36 @@ def pod_outcome(pod: Optional[dict]) -> PodOutcome:
     return PodOutcome("running" if phase == "Running" else "pending")
 
 
-def job_state(job: Optional[dict]) -> str:
-    """pending | running | finishing | succeeded | failed | suspended, from a batch/v1 Job.
+def job_state(job: Optional[dict], pods: Optional[list] = None) -> str:
+    """pending | starting | running | finishing | succeeded | failed | suspended: one attempt's
+    state, from its batch/v1 Job and (when given) its pods. quota.job_holds_capacity reads it too.
 
-    finishing: its pods are done but the Job controller has not written Complete or Failed yet
-    (it first marks SuccessCriteriaMet / FailureTarget and waits for the pods to terminate)."""
+    finishing: a pod has ended but the Job controller has not written Complete or Failed yet. It
+    first moves the pod to status.uncountedTerminatedPods (active drops to 0 before succeeded
+    counts it), then marks SuccessCriteriaMet / FailureTarget, and only then Complete / Failed;
+    a Job read a moment before its pods can still say active 1 for a pod already terminated.
+    None of these is "waiting for pods": trainer Jobs have backoffLimit 0, so once a pod has
+    ended nothing new starts. starting: pods exist or are wanted, none is running yet."""
     if not job:
         return "pending"
-    conds = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+    status = job.get("status") or {}
+    conds = {c["type"] for c in status.get("conditions") or [] if c.get("status") == "True"}
     if "Complete" in conds:
         return "succeeded"
     if "Failed" in conds:
         return "failed"
-    if "SuccessCriteriaMet" in conds or "FailureTarget" in conds:
+    uncounted = status.get("uncountedTerminatedPods") or {}
+    pod_phases = {(p.get("status") or {}).get("phase") for p in pods or []}
+    if ({"SuccessCriteriaMet", "FailureTarget"} & conds or uncounted.get("succeeded") or uncounted.get("failed")
+            or status.get("succeeded") or status.get("failed") or {"Succeeded", "Failed"} & pod_phases):
         return "finishing"
     if "Suspended" in conds or (job.get("spec") or {}).get("suspend"):
         return "suspended"
-    status = job.get("status") or {}
-    if status.get("active"):
+    if "Running" in pod_phases:
         return "running"
-    # Trainer Jobs have backoffLimit 0: once a pod has finished, nothing new starts.
-    return "finishing" if status.get("succeeded") or status.get("failed") else "pending"
+    if status.get("active") or pods:
+        return "running" if pods is None and status.get("active") else "starting"
+    return "pending"
 
 
 def job_failure_reason(job: dict) -> str:
@@ -105,7 +112,9 @@ def condition(previous: list, ctype: str, ok: bool, reason: str, message: str, g
     new = {"type": ctype, "status": status, "reason": reason, "message": message[:32000],
            "observedGeneration": generation,
            "lastTransitionTime": old["lastTransitionTime"] if old and old["status"] == status else now}
-    return [c for c in previous or [] if c["type"] != ctype] + [new]
+    if old is None:
+        return list(previous or []) + [new]
+    return [new if c["type"] == ctype else c for c in previous]
 
 
 def condition_status(conditions: list, ctype: str) -> Optional[str]:
@@ -127,21 +136,6 @@ def out_of_memory_split(policy: Optional[dict], current: int, batch_size: int) -
 def retry_delay(attempt: int, base: float = 5.0, cap: float = 300.0) -> float:
     """Exponential backoff before attempt N+1 (attempt 1 failed -> 5 s, 2 -> 10 s, ...)."""
     return min(cap, base * 2 ** (attempt - 1))
-
-
-def progress_from(doc: dict) -> dict:
-    """The trainer's /progress document -> status.progress."""
-    step, total = int(doc.get("step") or 0), int(doc.get("totalSteps") or 0)
-    out = {"step": step, "totalSteps": total, "display": f"{step}/{total}" if total else str(step),
-           "percent": int(100 * step / total) if total else 0}
-    for src, dst in (("epoch", "epoch"), ("trainLoss", "trainLoss"), ("evalLoss", "evalLoss"),
-                     ("tokensPerSecond", "tokensPerSecond"), ("etaSeconds", "etaSeconds"),
-                     ("updatedAt", "updatedAt")):
-        if doc.get(src) is not None:
-            out[dst] = doc[src]
-    if "etaSeconds" in out:
-        out["etaSeconds"] = int(out["etaSeconds"])
-    return out
 
 
 # --- time-based lifecycle (pure; times are epoch seconds) -------------------------------------

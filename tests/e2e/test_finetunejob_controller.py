@@ -51,6 +51,44 @@ def watch_phases(crds, namespace: str, name: str, timeout: float = 420) -> tuple
     raise AssertionError(f"{name} did not finish; phases seen: {seen}")
 
 
+ORDER = {"Pending": 0, "Validating": 1, "Queued": 2, "Running": 3, "Succeeded": 4, "Failed": 4, "Cancelled": 4}
+
+
+class PhaseRecorder:
+    """Every version of one FineTuneJob the apiserver sends by watch (not a poll, which could
+    miss a flash between two reads): (phase, reason, attempts) in order."""
+
+    def __init__(self, crds, namespace: str, name: str):
+        import threading
+        from kubernetes import watch
+        self.crds, self.namespace, self.name, self.seen = crds, namespace, name, []
+        self._watch = watch.Watch()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "PhaseRecorder":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        for event in self._watch.stream(self.crds.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                                        "finetunejobs", field_selector=f"metadata.name={self.name}"):
+            status = event["object"].get("status") or {}
+            if status.get("phase") and (not self.seen or self.seen[-1][:2] != (status["phase"], status.get("reason"))):
+                self.seen.append((status["phase"], status.get("reason"), status.get("attempts") or 0))
+
+    def stop(self) -> list:
+        self._watch.stop()
+        return self.seen
+
+
+def assert_phases_never_go_back(seen: list) -> None:
+    """Non-decreasing along the documented order; Queued after Running only for a new attempt."""
+    for (before, _, attempts_before), (after, reason, attempts) in zip(seen, seen[1:]):
+        if attempts > attempts_before:
+            continue
+        assert ORDER[after] >= ORDER[before], f"phase went back from {before} to {after} ({reason}): {seen}"
+
+
 def events_for(core, namespace: str, name: str) -> list:
     return [(e.type, e.reason) for e in core.list_namespaced_event(namespace).items
             if e.involved_object.name == name and e.involved_object.kind == "FineTuneJob"]
@@ -58,9 +96,17 @@ def events_for(core, namespace: str, name: str) -> list:
 
 def test_lora_job_validates_trains_on_the_process_node_and_registers_a_model_version(
         cluster, crds, core, batch, namespace, operator, data_bucket, s3):
+    recorder = PhaseRecorder(crds, namespace, "bot").start()
     crds.create_namespaced_custom_object(GROUP, VERSION, namespace, "finetunejobs", finetunejob(
         cluster, data_bucket, "bot", registerModelVersion={"model": "support-bot", "version": "v1"}))
     phases, obj = watch_phases(crds, namespace, "bot")
+    deadline = time.monotonic() + 15  # the watch may deliver the last version after the poll saw it
+    while time.monotonic() < deadline and not (recorder.seen and recorder.seen[-1][0] == "Succeeded"):
+        time.sleep(0.1)
+    recorded = recorder.stop()
+    assert recorded and recorded[-1][0] == "Succeeded", recorded
+    assert_phases_never_go_back(recorded)
+    assert "Running" in [p for p, _, _ in recorded], recorded
     status = obj["status"]
     assert status["phase"] == "Succeeded", (status, operator.read_text()[-3000:])
     names = [p for p, _ in phases]

@@ -1,6 +1,7 @@
 """Pure status logic of the FineTuneJob controller."""
 import json
 
+from finetune_api import progress
 from finetune_operator import status as st
 
 
@@ -55,7 +56,7 @@ def test_retry_backoff_doubles_and_is_capped():
 
 
 def test_progress_document_becomes_status_progress():
-    p = st.progress_from({"step": 3, "totalSteps": 12, "trainLoss": 1.5, "etaSeconds": 40.7})
+    p = progress.to_status({"step": 3, "totalSteps": 12, "trainLoss": 1.5, "etaSeconds": 40.7})
     assert p == {"step": 3, "totalSteps": 12, "display": "3/12", "percent": 25, "trainLoss": 1.5, "etaSeconds": 40}
 
 

@@ -33,7 +33,11 @@ def finetunejob_changed(body, type, **_):
             RUNTIME.kinds["finetunejobs"].forget(meta.get("namespace"), meta.get("name"))
             # Capacity it held may let a waiting job start.
             RUNTIME.enqueue_namespace("finetunejobs", meta.get("namespace"))
+            RUNTIME.forget_own_writes("finetunejobs", meta.get("namespace"), meta.get("name"))
         return
+    if RUNTIME is not None and RUNTIME.is_own_status_write("finetunejobs", meta.get("namespace"), meta.get("name"),
+                                                           meta.get("resourceVersion")):
+        return  # the echo of our own status write: nothing the last pass did not already know
     _enqueue("finetunejobs", meta.get("namespace"), meta.get("name"))
 
 

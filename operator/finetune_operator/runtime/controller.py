@@ -33,6 +33,28 @@ class Kind:
     plural: str
     reconciler: Callable
     forget: Callable[[str, str], None] = lambda namespace, name: None
+    # True: the watch event of this runtime's own status write does not enqueue the object
+    # again. Only for reconcilers whose pass reaches its fixed point in one go (or asks for a
+    # requeue): the event would bring no news.
+    ignore_own_status_writes: bool = False
+
+
+RECONCILE_ERROR = "ReconcileError"  # condition type and Event reason: a pass failed unexpectedly
+
+
+def error_condition(conditions: list, ok_now: bool, message: str, generation: int, now: str) -> Optional[list]:
+    """Pure: conditions with ReconcileError set (True: the last pass failed; False: a later one
+    succeeded), or None when nothing changes (no such condition and nothing failed)."""
+    old = next((c for c in conditions or [] if c.get("type") == RECONCILE_ERROR), None)
+    if ok_now and (old is None or old.get("status") == "False"):
+        return None
+    status = "False" if ok_now else "True"
+    new = {"type": RECONCILE_ERROR, "status": status, "reason": "Reconciled" if ok_now else "UnexpectedError",
+           "message": "the last pass succeeded" if ok_now else message[:1024], "observedGeneration": generation,
+           "lastTransitionTime": old["lastTransitionTime"] if old and old.get("status") == status else now}
+    if old == new:
+        return None
+    return [new if c.get("type") == RECONCILE_ERROR else c for c in conditions] if old else [*(conditions or []), new]
 
 
 class Runtime:
@@ -44,6 +66,8 @@ class Runtime:
         self.queue = WorkQueue()
         self.workers, self.resync_seconds = workers, resync_seconds
         self._failures: dict = {}
+        self._own_writes: dict = {}  # key -> resourceVersion of this runtime's last status write
+        self._own_writes_lock = threading.Lock()
         self._threads: list = []
         self._stopping = threading.Event()
 
@@ -68,6 +92,19 @@ class Runtime:
             for ns in self.namespaces or [None]:
                 for obj in self._list(plural, ns):
                     self.enqueue(plural, obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+    def is_own_status_write(self, plural: str, namespace: str, name: str, resource_version: str) -> bool:
+        """Whether a watch event shows exactly the object our last status write produced (and the
+        kind asked for such events to be ignored)."""
+        kind = self.kinds.get(plural)
+        if kind is None or not kind.ignore_own_status_writes:
+            return False
+        with self._own_writes_lock:
+            return self._own_writes.get((plural, namespace, name)) == resource_version
+
+    def forget_own_writes(self, plural: str, namespace: str, name: str) -> None:
+        with self._own_writes_lock:
+            self._own_writes.pop((plural, namespace, name), None)
 
     def _watched(self, namespace: str) -> bool:
         return self.namespaces is None or namespace in self.namespaces
@@ -129,25 +166,62 @@ class Runtime:
         plural, namespace, name = key
         kind = self.kinds[plural]
         started = time.monotonic()
+        metrics.RECONCILES.labels(plural).inc()
         try:
             requeue = self.reconcile_once(kind, namespace, name)
             self._failures.pop(key, None)
         except LostLeadership:
             log.info("stopped reconciling %s %s/%s: lost the Lease mid-pass", plural, namespace, name)
             requeue = None
-        except Exception as err:  # noqa: BLE001 - log, back off, try again
-            failures = self._failures[key] = self._failures.get(key, 0) + 1
-            requeue = min(60.0, 0.5 * 2 ** min(failures, 7))
-            from kubernetes.client.exceptions import ApiException
-            if isinstance(err, ApiException) and err.status == 409:
-                requeue = 0.2  # a write raced with a change: re-read and decide again
-                log.debug("conflict on %s/%s %s; retrying", namespace, name, plural)
-            else:
-                log.exception("reconciling %s %s/%s failed (retry in %.1fs)", plural, namespace, name, requeue)
+        except Exception as err:  # noqa: BLE001 - report, back off, try again
+            requeue = self._failed(key, err)
         finally:
             metrics.RECONCILE_SECONDS.labels(plural).observe(time.monotonic() - started)
         if requeue is not None:
             self.queue.add(key, requeue)
+
+    def _failed(self, key, err: Exception) -> float:
+        """Back-off after a failed pass: a conflict retries at once (0.2 s); anything else waits
+        1 s, 2 s, 4 s ... 60 s per object and is reported on the object (Warning Event and the
+        ReconcileError condition), not only in the log."""
+        plural, namespace, name = key
+        from kubernetes.client.exceptions import ApiException
+        if isinstance(err, ApiException) and err.status == 409:
+            log.debug("conflict on %s/%s %s; retrying", namespace, name, plural)
+            return 0.2  # a write raced with a change: re-read and decide again
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        requeue = min(60.0, 0.5 * 2 ** min(failures, 7))
+        log.exception("reconciling %s %s/%s failed (retry in %.1fs)", plural, namespace, name, requeue)
+        metrics.RECONCILE_ERRORS.labels(plural).inc()
+        try:
+            self._report_error(plural, namespace, name, f"{type(err).__name__}: {err}; retrying in {requeue:.0f}s")
+        except Exception as report_err:  # noqa: BLE001 - the apiserver itself may be what failed
+            log.warning("could not report the error on %s/%s: %s", namespace, name, report_err)
+        return requeue
+
+    def _report_error(self, plural: str, namespace: str, name: str, message: str) -> None:
+        custom = kube.custom()
+        obj = kube.read_or_none(
+            lambda n, **k: custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, n, **k), name)
+        if obj is None:
+            return
+        k8s_events.post(kube.core(), obj, "Warning", RECONCILE_ERROR, message)
+        conditions = error_condition((obj.get("status") or {}).get("conditions") or [], False, message,
+                                     int(obj["metadata"].get("generation") or 1), _now())
+        if conditions is not None:
+            self.fence()
+            self._write_status(plural, obj, {"conditions": conditions})
+
+    def _write_status(self, plural: str, obj: dict, patch: dict) -> None:
+        meta = obj["metadata"]
+        # The resourceVersion makes the write conditional: a status decided from a stale read is
+        # refused (409) and the pass runs again on the fresh object, so status never goes back.
+        written = kube.raw(kube.custom().patch_namespaced_custom_object_status(
+            GROUP, VERSION, meta["namespace"], plural, meta["name"],
+            {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": patch}, _preload_content=False))
+        metrics.STATUS_WRITES.labels(plural).inc()
+        with self._own_writes_lock:
+            self._own_writes[(plural, meta["namespace"], meta["name"])] = written["metadata"]["resourceVersion"]
 
     def reconcile_once(self, kind: Kind, namespace: str, name: str) -> Optional[float]:
         custom, core = kube.custom(), kube.core()
@@ -156,6 +230,7 @@ class Runtime:
         deleting = bool(obj and obj["metadata"].get("deletionTimestamp"))
         if obj is None or (deleting and not hasattr(kind.reconciler, "finalize")):
             kind.forget(namespace, name)
+            self.forget_own_writes(kind.plural, namespace, name)
             return None
         patch: dict = {}
         emitted: list = []
@@ -165,12 +240,24 @@ class Runtime:
         if deleting and requeue is None:
             kind.forget(namespace, name)
         self.fence()  # a status decided by a replica that lost the Lease is not written
+        _clear_error(obj, patch)
         if patch:
-            # The resourceVersion makes the write conditional: a status decided from a stale read is
-            # refused (409) and the pass runs again on the fresh object, so status never goes back.
-            custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, kind.plural, name,
-                {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": patch})
+            self._write_status(kind.plural, obj, patch)
         for event_type, reason, message in emitted:
             k8s_events.post(core, obj, event_type, reason, message)
         return requeue
+
+
+def _clear_error(obj: dict, patch: dict) -> None:
+    """A good pass clears a ReconcileError condition a failed one left (on top of the pass's own
+    conditions, if it wrote any)."""
+    base = patch.get("conditions") if patch.get("conditions") is not None else \
+        (obj.get("status") or {}).get("conditions") or []
+    cleared = error_condition(base, True, "", int(obj["metadata"].get("generation") or 1), _now())
+    if cleared is not None:
+        patch["conditions"] = cleared
+
+
+def _now() -> str:
+    import datetime
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -35,12 +35,21 @@ def test_all_deletes_the_prefix_and_never_a_neighbour_sharing_its_start():
 
 
 def test_a_registered_model_version_keeps_the_adapter_and_manifest_it_serves():
-    status = {"adapterUri": "s3://bucket/out/job/adapter", "manifestUri": "s3://bucket/out/job/manifest.json"}
+    # status.result is where the operator records them; a place other than the default layout
+    # proves plan reads them rather than guessing.
+    status = {"result": {"adapterUri": "s3://bucket/out/job/final/adapter",
+                         "manifestUri": "s3://bucket/out/job/final/manifest.json"}}
     p = plan(spec("All"), status, ["bot-v2", "bot-v1"])
-    assert not p.deletes("out/job/adapter/adapter_model.safetensors") and not p.deletes("out/job/manifest.json")
+    assert not p.deletes("out/job/final/adapter/adapter_model.safetensors")
+    assert not p.deletes("out/job/final/manifest.json")
     assert p.deletes("out/job/checkpoints/step-00000001/state.json")
     assert p.deletes("out/job/adapter-old/x")
     assert "ModelVersion bot-v1, bot-v2 was registered from this job" in describe(p, 3)
+
+
+def test_without_a_recorded_result_the_default_adapter_layout_is_kept():
+    p = plan(spec("All"), {}, ["bot-v1"])
+    assert not p.deletes("out/job/adapter/adapter_model.safetensors") and not p.deletes("out/job/manifest.json")
 
 
 def test_an_output_naming_a_whole_bucket_is_never_emptied():
