@@ -1,16 +1,10 @@
-"""Names derived from a version: the served (engine) name and the model's production record."""
+"""Names derived from a version: the served (engine) name, defined once in finetune_api.naming, and
+the model's production record."""
 from __future__ import annotations
 
+from finetune_api.naming import served_name, sha8
 
-def sha8(digest: str) -> str:
-    """First 8 hex characters of a 'sha256:<hex>' digest."""
-    return digest.split(":", 1)[-1][:8]
-
-
-def served_name(model: str, version: str, manifest_digest: str) -> str:
-    """Content-addressed: a different manifest under the same version gets a different name, so an
-    engine never reloads new weights in place under a name it has served (stale prefix-cache blocks)."""
-    return f"{model}--{version}-{sha8(manifest_digest)}"
+__all__ = ["record_name", "served_name", "sha8"]  # the served-name contract, re-exported
 
 
 def record_name(model: str) -> str:

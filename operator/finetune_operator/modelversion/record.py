@@ -121,7 +121,7 @@ class Store:
     def __init__(self, core_api, namespace: str, name: str, model: str):
         self.core, self.namespace, self.name, self.model = core_api, namespace, name, model
 
-    def read(self, create: bool = True) -> Record:
+    def read(self, create: bool = False) -> Record:
         from .. import kube
         cm = kube.read_or_none(lambda n, **k: self.core.read_namespaced_config_map(n, self.namespace, **k),
                                self.name)
@@ -137,14 +137,22 @@ class Store:
         return Record.from_configmap(cm)
 
     def write(self, record: Record) -> Record:
+        """Compare-and-swap: a record read as absent (no resourceVersion) is created, else patched with the
+        resourceVersion read; either way a concurrent writer makes this raise Conflict."""
         from kubernetes.client.exceptions import ApiException
 
         from .. import kube
-        body = {"metadata": {"name": self.name, "namespace": self.namespace,
-                             "resourceVersion": record.resource_version}, "data": record.data()}
+        meta = {"name": self.name, "namespace": self.namespace}
         try:
-            cm = kube.raw(self.core.patch_namespaced_config_map(self.name, self.namespace, body,
-                                                                _preload_content=False))
+            if not record.resource_version:
+                body = {"apiVersion": "v1", "kind": "ConfigMap", "data": record.data(), "metadata": {
+                    **meta, "labels": {"app.kubernetes.io/managed-by": "finetune-operator",
+                                       "finetune.fto.dev/model": self.model}}}
+                cm = kube.raw(self.core.create_namespaced_config_map(self.namespace, body, _preload_content=False))
+            else:
+                body = {"metadata": {**meta, "resourceVersion": record.resource_version}, "data": record.data()}
+                cm = kube.raw(self.core.patch_namespaced_config_map(self.name, self.namespace, body,
+                                                                    _preload_content=False))
         except ApiException as err:
             if err.status == 409:
                 raise Conflict(f"production record {self.name} changed; deciding again") from err

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from finetune_api import manifest as manifest_contract
+
 from .. import storage
 from . import naming
 
@@ -39,20 +41,16 @@ def from_job(job: Optional[dict], job_name: str) -> JobState:
 def manifest_candidates(adapter_uri: str) -> list[str]:
     """Where an s3:// adapter's manifest may be: inside the prefix, or beside it (the trainer's layout:
     <out>/manifest.json next to <out>/adapter/)."""
-    inside = storage.join(adapter_uri, "manifest.json")
+    inside = storage.join(adapter_uri, manifest_contract.FILE_NAME)
     parent = adapter_uri.rstrip("/").rsplit("/", 1)[0]
-    beside = storage.join(parent, "manifest.json")
+    beside = storage.join(parent, manifest_contract.FILE_NAME)
     return [inside] if beside == inside or parent in ("s3:", "s3:/") else [inside, beside]
 
 
-def adapter_prefix(manifest_uri: str, manifest: dict) -> str:
-    """The prefix the adapter files live under: the manifest's folder, plus 'adapter/' when the
-    manifest lists its files as adapter/<file> (the trainer's layout)."""
-    base = manifest_uri.rsplit("/", 1)[0]
-    names = [f["name"] for f in manifest.get("files") or []]
-    if names and all(n.startswith("adapter/") for n in names):
-        return base + "/adapter/"
-    return base + "/"
+def adapter_prefix(manifest_uri: str) -> str:
+    """The prefix the adapter files live under: adapter/ beside the manifest (every file a manifest
+    lists is named adapter/<path>, which finetune_api.manifest.parse enforces)."""
+    return manifest_contract.adapter_uri(manifest_uri) + "/"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +69,7 @@ def adapter_facts(manifest_uri: str, digest: str, manifest: dict, spec_base: Opt
     lora = manifest.get("lora") or {}
     base = manifest.get("baseModel") or {}
     spec_base = spec_base or {}
-    return Adapter(uri=adapter_prefix(manifest_uri, manifest), manifest_uri=manifest_uri, digest=digest,
+    return Adapter(uri=adapter_prefix(manifest_uri), manifest_uri=manifest_uri, digest=digest,
                    rank=lora.get("r"), target_modules=tuple(lora.get("targetModules") or ()),
                    base_digest=spec_base.get("digest") or base.get("digest") or "",
                    base_name=spec_base.get("name") or base.get("name") or "")

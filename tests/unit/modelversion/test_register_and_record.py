@@ -1,6 +1,5 @@
 import dataclasses
 
-import pytest
 
 from finetune_operator.modelversion import naming, record, register
 
@@ -29,10 +28,8 @@ def test_manifest_candidates_inside_then_beside():
     assert register.manifest_candidates("s3://b/") == ["s3://b/manifest.json"]
 
 
-@pytest.mark.parametrize("names,prefix", [(["adapter/a.json", "adapter/b.safetensors"], "s3://b/o/adapter/"),
-                                          (["a.json"], "s3://b/o/")])
-def test_adapter_prefix(names, prefix):
-    assert register.adapter_prefix("s3://b/o/manifest.json", {"files": [{"name": n} for n in names]}) == prefix
+def test_adapter_files_live_in_the_adapter_folder_beside_the_manifest():
+    assert register.adapter_prefix("s3://b/o/manifest.json") == "s3://b/o/adapter/"
 
 
 def test_registered_status_and_back():
