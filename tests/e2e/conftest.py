@@ -60,15 +60,18 @@ def namespace(core, request):
 
 @pytest.fixture(scope="session")
 def s3(cluster):
-    """boto3 on the cluster's MinIO. Buckets the session creates are emptied and removed at its end
-    (the shared base-model bucket stays), so repeated runs on one machine do not fill its disk."""
+    """boto3 on the cluster's MinIO. Buckets this session creates through this client are emptied
+    and removed at its end (the shared base-model bucket stays), so repeated runs on one machine do
+    not fill its disk. Only its own: another session on the same cluster keeps its buckets."""
     import boto3
     s3 = boto3.client("s3", endpoint_url=cluster.s3_endpoint, aws_access_key_id=components.MINIO_USER,
                       aws_secret_access_key=components.MINIO_PASSWORD, region_name="us-east-1")
-    before = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    created: set = set()
+    s3.meta.events.register("provide-client-params.s3.CreateBucket",
+                            lambda params, **_: created.add(params["Bucket"]))
     yield s3
-    keep = before | {BASE_MODEL_URI.split("/")[2]}
-    for bucket in {b["Name"] for b in s3.list_buckets().get("Buckets", [])} - keep:
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for bucket in (created & existing) - {BASE_MODEL_URI.split("/")[2]}:
         _remove_bucket(s3, bucket)
 
 

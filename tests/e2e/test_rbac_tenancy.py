@@ -73,14 +73,14 @@ def tenancy(cluster, crds, core, s3):
 
 def _tenants(cluster, core, t, tag):
     for ns, group in ((t.team_a, "team-a"), (t.team_b, "team-b")):
-        # Tenants get the built-in edit role; finetune-edit is aggregated into it.
+        # Tenants get the built-in edit role; the release's <fullname>-edit is aggregated into it.
         kubectl(cluster, "create", "rolebinding", "team-edit", "-n", ns, "--clusterrole=edit", f"--group={group}-{tag}")
         kubectl(cluster, "create", "rolebinding", "team-view", "-n", ns, "--clusterrole=view", f"--group=viewers-{tag}")
         core.create_namespaced_secret(ns, client.V1Secret(
             metadata=client.V1ObjectMeta(name="s3-credentials"),
             string_data={"AWS_ACCESS_KEY_ID": components.MINIO_USER, "AWS_SECRET_ACCESS_KEY": components.MINIO_PASSWORD}))
     wait_for(lambda: as_user(cluster, f"a-{tag}", [f"team-a-{tag}"], "auth", "can-i", "create", "finetunejobs.finetune.fto.dev",
-                             "-n", t.team_a).stdout.strip() == "yes", what="finetune-edit aggregated into edit")
+                             "-n", t.team_a).stdout.strip() == "yes", what="the tenant role aggregated into edit")
     t.tag = tag
     # The apiserver's policy and param caches catch up a moment after the install.
     wait_for(lambda: as_user(cluster, None, [], "apply", "--dry-run=server", "-n", t.team_a, "-f", "-",

@@ -26,7 +26,7 @@ def explain(err, action: str, kind: str, name: str | None, namespace: str | None
         if "denied request" in detail or "ValidatingAdmissionPolicy" in detail:
             text += f": {_policy_message(detail)}"
         else:
-            text += " (ask a namespace admin for the finetune-edit or finetune-view role)"
+            text += " (ask a namespace admin for the edit or view role, into which the chart aggregates its finetune roles)"
         return PluginError(text)
     if status == 404:
         return PluginError(f"{what} not found{where}")

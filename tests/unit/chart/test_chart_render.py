@@ -167,3 +167,26 @@ def test_bad_values_are_refused_naming_the_value(args, message):
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
     assert message in result.stderr, result.stderr
+
+
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+                  "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "PriorityClass"}
+
+
+def test_two_releases_share_no_cluster_scoped_name():
+    # A demo release and a second team's (or the tests') release on one cluster: Helm refuses to
+    # install an object another release owns ("invalid ownership metadata").
+    def names(release, namespace):
+        return {(o["kind"], o["metadata"]["name"]) for o in render(release=release, namespace=namespace)
+                if o["kind"] in CLUSTER_SCOPED}
+    first, second = names("finetune-operator", "fto-demo"), names("team-b-fto", "team-b-system")
+    assert first and second
+    assert first & second == set()
+
+
+def test_tenant_roles_are_named_after_the_release_and_aggregate_into_edit_and_view():
+    objs = render(release="fto", namespace="fto-system")
+    edit = find(objs, "ClusterRole", "fto-finetune-operator-edit")
+    view = find(objs, "ClusterRole", "fto-finetune-operator-view")
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
