@@ -242,7 +242,10 @@ def test_two_processes_train_data_parallel_on_cpu_with_gloo(cluster, buckets, s3
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           "-m", "finetune_trainer", "train", "--config", str(path)],
                          env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    # Each rank that fails prints one "finetune-trainer: <Reason>: ..." line; the first is the cause
+    # (the other rank then only sees its peer's connection close).
+    reasons = [line for line in run.stderr.splitlines() if "finetune-trainer: " in line]
+    assert run.returncode == 0, "\n".join(reasons) + "\n" + run.stdout[-2000:] + run.stderr[-3000:]
     result = termination(doc)
     assert result["reason"] == "Succeeded" and result["steps"] == 4
     manifest = read_json(s3, result["manifestUri"])
