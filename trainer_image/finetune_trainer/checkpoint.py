@@ -10,11 +10,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import pickle
 import random
 import tempfile
 from typing import Optional
 
 from . import s3 as s3mod
+from .outcomes import ExitCode, TrainerFailure
 
 log = logging.getLogger("finetune-trainer")
 STATE = "state.json"
@@ -27,7 +29,11 @@ def _name(step: int) -> str:
 def rng_state() -> dict:
     import numpy as np
     import torch
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    # Plain tensors and numbers only, so load() can refuse anything else (weights_only=True).
+    numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "hasGauss": int(has_gauss), "cachedGaussian": float(cached)}
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -37,7 +43,8 @@ def set_rng_state(state: dict) -> None:
     import numpy as np
     import torch
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["hasGauss"], n["cachedGaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -96,7 +103,14 @@ def load(s3, uri: str, device) -> tuple[dict, dict]:
     with s3mod.errors(f"loading checkpoint {uri}"):
         trainable = load_safetensors(s3.get_object(Bucket=bucket, Key=f"{prefix}/trainable.safetensors")["Body"].read())
         raw = s3.get_object(Bucket=bucket, Key=f"{prefix}/training_state.pt")["Body"].read()
-    rest = torch.load(io.BytesIO(raw), map_location=device, weights_only=False)
+    # The checkpoint lives in the job's output prefix, which a tenant can write: never unpickle
+    # arbitrary objects from it, only tensors, containers and numbers.
+    try:
+        rest = torch.load(io.BytesIO(raw), map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise TrainerFailure(ExitCode.INVALID_CONFIG, f"checkpoint {uri}/training_state.pt holds more than tensors and "
+                             f"numbers, so it was not loaded ({str(err).splitlines()[0]}); delete that checkpoint "
+                             "to start over") from None
     return trainable, rest
 
 

@@ -31,7 +31,7 @@ def cond(ctype, status, reason, message="m", generation=1):
 VALIDATED = cond("Validated", "True", "DatasetValid")
 
 
-def pod(phase="Running", message=None, exit_code=None, reason=None, ip="10.0.0.5", index="0", started=NOW - 100):
+def pod(phase="Running", message=None, exit_code=None, reason=None, ip="127.2.0.5", index="0", started=NOW - 100):
     status = {"phase": phase, "podIP": ip, "startTime": _iso(started)}
     if phase in ("Succeeded", "Failed"):
         term = {"exitCode": 0 if exit_code is None else exit_code, "message": message or "",
