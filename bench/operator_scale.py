@@ -296,7 +296,9 @@ def run_burst(layout, api, s3, n: int, workers: int, bare: bool, steady_seconds:
     if bare:
         proc = BareClientProcess(layout, namespace, workers, log, KWOK_SETTINGS).start()
     else:
-        proc = OperatorProcess(layout, [namespace], log, env=KWOK_SETTINGS, args=("--workers", str(workers)))
+        # One namespace: it gets every worker, as the bare client's threads do.
+        proc = OperatorProcess(layout, [namespace], log, env=KWOK_SETTINGS,
+                               args=("--workers", str(workers), "--max-workers-per-namespace", str(workers)))
         proc.start()
         proc.metrics()  # up and serving
     created, burst, t0 = create_burst(custom, layout, bucket, namespace, n)

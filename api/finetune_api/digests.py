@@ -5,7 +5,9 @@ Two definitions, each used by more than one process:
 - `folder_digest`: a model folder's identity, "sha256:" + sha256 over the lines
   "<relative path> <file sha256>\\n" of its files in path order. The same weights have the same
   digest wherever they are stored; spec.baseModel.digest pins it, the trainer records it in the
-  manifest's baseModel.digest, and the engine reports it for its base model.
+  manifest's baseModel.digest, and the engine reports it for its base model. A checkpoint's
+  digest (status.checkpoints[].digest) is the same definition over the checkpoint's files
+  (flat: `entries_digest`, from the bytes read back, so nothing is written to disk to check it).
 """
 from __future__ import annotations
 
@@ -29,6 +31,13 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def entries_digest(entries: dict) -> str:
+    """folder_digest of a flat folder, from {file name: file sha256 hex} (names hold no '/')."""
+    if any("/" in name for name in entries):
+        raise ValueError("entries_digest takes the files of one flat folder")
+    return bytes_digest("".join(f"{name} {entries[name]}\n" for name in sorted(entries)).encode())
 
 
 def folder_digest(folder: Path) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import manifest
 from .schema import (array, boolean, column, conditions, crd_document, dns_label, integer, number, number_map, obj,
-                     opaque, quantity, rule, s3_object, s3_prefix, sha256_digest, string, string_map, timestamp)
+                     quantity, rule, s3_object, s3_prefix, sha256_digest, string, string_map, timestamp)
 
 GROUP = "finetune.fto.dev"
 VERSION = "v1alpha1"
@@ -89,8 +89,12 @@ def dataset() -> dict:
 
 
 def credentials() -> dict:
-    return obj("spec.credentials: how the trainer reaches S3. Keys come from a Secret, never inline.", {
-        "secretRef": obj("spec.credentials.secretRef: a Secret in the job's namespace with the S3 keys.", {
+    return obj("spec.credentials: how the trainer and the operator reach S3. Keys come from a Secret, never "
+               "inline. Required unless the platform team configured an S3 identity for the namespace: the "
+               "operator never reads or deletes a tenant's objects with its own identity.", {
+        "secretRef": obj("spec.credentials.secretRef: a Secret in the job's namespace with the S3 keys. It must "
+                         "carry the label finetune.fto.dev/credentials: \"true\" (else SecretNotOptedIn), and "
+                         "whoever names it must be allowed to get it.", {
             "name": string("The Secret's name.", max_length=253),
             "accessKeyIdKey": string("Key holding the access key id.", max_length=253, default="AWS_ACCESS_KEY_ID"),
             "secretAccessKeyKey": string("Key holding the secret key.", max_length=253,
@@ -215,7 +219,8 @@ def evaluation() -> dict:
                            "spec.dataset.completionJsonSchema), regex_match (with answerRegex).", minimum=0,
                            maximum=1000, default=16),
         "answerRegex": string("spec.evaluation.answerRegex: a regular expression every answer should fully match "
-                              "(Python re syntax).", max_length=1024),
+                              "(Python re syntax; the trainer gives each answer's match a time bound, see docs/trainer.md).",
+                              max_length=1024),
         "regressionUri": s3_object("spec.evaluation.regressionUri: a promptCompletion JSONL of general prompts; "
                                    "its loss is measured for the base model and the adapter, so catastrophic "
                                    "forgetting shows as regression_loss rising above base_regression_loss.",
@@ -223,14 +228,121 @@ def evaluation() -> dict:
     }, default={})
 
 
-def resources() -> dict:
-    toleration = obj("A toleration, as in a pod spec.", {
-        "key": string("Taint key to tolerate; empty with operator Exists tolerates everything.", max_length=316),
+# Kubernetes' label key (an optional DNS-subdomain prefix, then a name) and label value syntax, as RE2.
+LABEL_KEY_RE = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+DNS_SUBDOMAIN_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+LABEL_VALUE_RE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+
+
+def label_key(description: str, field: str) -> dict:
+    return string(description, max_length=316, rules=[rule(
+        f"self.matches('{LABEL_KEY_RE}')",
+        f"{field} must be a label key: [prefix/]name, the name alphanumeric with '-', '_' or '.' inside")])
+
+
+def label_value(description: str, field: str) -> dict:
+    return string(description, max_length=63, rules=[rule(
+        f"self.matches('{LABEL_VALUE_RE}')",
+        f"{field} must be a label value: empty, or alphanumeric with '-', '_' or '.' inside")])
+
+
+def toleration() -> dict:
+    f = "spec.resources.tolerations[]"
+    return obj("A toleration, as in a pod spec. It needs a key: a keyless Exists would tolerate every taint.", {
+        "key": label_key("Taint key to tolerate.", f + ".key"),
         "operator": string("Exists or Equal.", enum=["Exists", "Equal"], default="Equal"),
-        "value": string("Taint value (with Equal).", max_length=63),
+        "value": label_value("Taint value (with Equal).", f + ".value"),
         "effect": string("Taint effect; empty means all.", enum=["", "NoSchedule", "PreferNoSchedule", "NoExecute"]),
         "tolerationSeconds": integer("How long a NoExecute taint is tolerated.", fmt="int64"),
+    }, rules=[
+        rule("has(self.key) && self.key != ''",
+             f"{f}.key is required: a toleration with no key (operator Exists) tolerates every taint, the "
+             "control plane's and unreachable nodes' included"),
+        rule("self.operator != 'Exists' || !has(self.value) || self.value == ''",
+             f"{f}.value must be empty with operator Exists", field_path=".value"),
+        rule("!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+             f"{f}.tolerationSeconds only applies to effect NoExecute", field_path=".tolerationSeconds"),
+    ])
+
+
+def _selector_requirement(what: str, operators: list) -> dict:
+    return obj(f"A {what} requirement: key, operator and values.", {
+        "key": label_key("The label key (for matchFields, a field such as metadata.name).", f"{what}.key"),
+        "operator": string("How the key's value is compared.", enum=operators),
+        "values": array("The values (In, NotIn: one or more; Gt, Lt: one integer; Exists, DoesNotExist: none).",
+                        string("A value.", max_length=63), max_items=64),
+    }, required=["key", "operator"])
+
+
+def _node_selector_term() -> dict:
+    req = _selector_requirement("node selector", ["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"])
+    return obj("A node selector term: all its requirements must hold.", {
+        "matchExpressions": array("Requirements on node labels.", req, max_items=16),
+        "matchFields": array("Requirements on node fields.", req, max_items=16),
     })
+
+
+def _pod_affinity_term() -> dict:
+    req = _selector_requirement("label selector", ["In", "NotIn", "Exists", "DoesNotExist"])
+    return obj("Pods (of this job's namespace only: namespaces and namespaceSelector are not accepted) near which "
+               "the trainer pods should (or should not) run.", {
+        "labelSelector": obj("Which pods.", {
+            "matchLabels": string_map("Labels the pods must have.", max_properties=16, value_max_length=63),
+            "matchExpressions": array("Requirements on the pods' labels.", req, max_items=16),
+        }),
+        "topologyKey": label_key("Node label whose value defines 'near' (e.g. kubernetes.io/hostname).",
+                                 "topologyKey"),
+        "matchLabelKeys": array("Pod label keys whose values are added to labelSelector.",
+                                string("A label key.", max_length=316), max_items=16),
+        "mismatchLabelKeys": array("Pod label keys whose values must differ.", string("A label key.", max_length=316),
+                                   max_items=16),
+    }, required=["topologyKey"])
+
+
+def _pod_affinity(what: str) -> dict:
+    term = _pod_affinity_term()
+    return obj(f"{what}: as in a pod spec.", {
+        "requiredDuringSchedulingIgnoredDuringExecution": array("Terms that must hold.", term, max_items=16),
+        "preferredDuringSchedulingIgnoredDuringExecution": array("Weighted terms that should hold.", obj(
+            "A weighted term.", {"weight": integer("1-100.", minimum=1, maximum=100), "podAffinityTerm": term},
+            required=["weight", "podAffinityTerm"]), max_items=16),
+    })
+
+
+def affinity() -> dict:
+    term = _node_selector_term()
+    return obj("spec.resources.affinity: a core/v1 Affinity for the trainer pods, checked field by field. The "
+               "platform team may limit which node labels it uses (docs/api.md, Scheduling).", {
+        "nodeAffinity": obj("Node affinity: as in a pod spec.", {
+            "requiredDuringSchedulingIgnoredDuringExecution": obj("Nodes must match one of these terms.", {
+                "nodeSelectorTerms": array("The terms (ORed).", term, max_items=16, min_items=1),
+            }, required=["nodeSelectorTerms"]),
+            "preferredDuringSchedulingIgnoredDuringExecution": array("Weighted terms nodes should match.", obj(
+                "A weighted term.", {"weight": integer("1-100.", minimum=1, maximum=100), "preference": term},
+                required=["weight", "preference"]), max_items=16),
+        }),
+        "podAffinity": _pod_affinity("spec.resources.affinity.podAffinity"),
+        "podAntiAffinity": _pod_affinity("spec.resources.affinity.podAntiAffinity"),
+    })
+
+
+def node_selector() -> dict:
+    node = string_map("spec.resources.nodeSelector: labels the trainer's nodes must have. The platform team may "
+                      "limit which label keys are allowed (docs/api.md, Scheduling).", max_properties=32,
+                      value_max_length=63)
+    node["x-kubernetes-validations"] = [
+        rule(f"self.all(k, size(k) <= 316 && k.matches('{LABEL_KEY_RE}'))",
+             "spec.resources.nodeSelector keys must be label keys: [prefix/]name, at most 316 characters"),
+        rule(f"self.all(k, self[k].matches('{LABEL_VALUE_RE}'))",
+             "spec.resources.nodeSelector values must be label values: empty, or alphanumeric with '-', '_' or '.' "
+             "inside"),
+    ]
+    return node
+
+
+def resources() -> dict:
+    toleration_ = toleration()
     return obj("spec.resources: where and on how much hardware the trainer runs.", {
         "gpusPerNode": integer("spec.resources.gpusPerNode: nvidia.com/gpu per trainer pod (one pod per node); 0 "
                                "trains on CPU.", minimum=0, maximum=16, default=1),
@@ -240,13 +352,16 @@ def resources() -> dict:
         "memory": quantity("spec.resources.memory: memory request and limit per trainer pod (e.g. 64Gi)."),
         "gpuProduct": string("spec.resources.gpuProduct: shortcut for nodeSelector nvidia.com/gpu.product (e.g. "
                              "NVIDIA-H100-80GB-HBM3).", max_length=128),
-        "nodeSelector": string_map("spec.resources.nodeSelector: labels the trainer's nodes must have.",
-                                   max_properties=32),
-        "affinity": opaque("spec.resources.affinity: a core/v1 Affinity for the trainer pods."),
+        "nodeSelector": node_selector(),
+        "affinity": affinity(),
         "tolerations": array("spec.resources.tolerations: taints the trainer pods tolerate (GPU pools are often "
-                             "tainted).", toleration, max_items=32),
-        "priorityClassName": string("spec.resources.priorityClassName: PriorityClass of the trainer pods.",
-                                    max_length=253),
+                             "tainted).", toleration_, max_items=32),
+        "priorityClassName": string("spec.resources.priorityClassName: PriorityClass of the trainer pods. The "
+                                    "platform team lists the classes each namespace may use (docs/api.md, "
+                                    "Scheduling).", max_length=253, rules=[rule(
+                                        f"self.matches('{DNS_SUBDOMAIN_RE}')",
+                                        "spec.resources.priorityClassName must be a PriorityClass name (a DNS "
+                                        "subdomain)")]),
         "queueName": string("spec.resources.queueName: a Kueue LocalQueue; the Job is created suspended and Kueue "
                             "admits it.", max_length=63),
     }, default={})
@@ -378,6 +493,10 @@ def status() -> dict:
     checkpoint = obj("A saved, resumable checkpoint.", {
         "step": integer("Optimiser step.", minimum=0, fmt="int64"),
         "uri": string("Where it is.", max_length=1024),
+        "digest": string("sha256 over its files (trainable.safetensors, training_state.pt, state.json) as the "
+                         "trainer wrote them (finetune_api.resume). A relaunch resumes only from the newest "
+                         "checkpoint recorded here, and only if its files still have this digest.",
+                         max_length=71, pattern="^sha256:[0-9a-f]{64}$"),
         "evalLoss": number("Validation loss at this step, if evaluated."),
         "savedAt": timestamp("When it was saved."),
     })
@@ -386,9 +505,12 @@ def status() -> dict:
         "phase": string("Where the job is: Pending, Validating, Queued, Running, Succeeded, Failed, Suspended or "
                         "Cancelled.", enum=PHASES),
         "reason": string("A CamelCase reason for the phase, e.g. DatasetInvalid, CredentialsMissing, "
+                         "CredentialsRequired, SecretNotOptedIn, SchedulingNotAllowed, CheckpointMismatch, "
                          "DeadlineExceeded, BackoffLimitExceeded.", max_length=128),
         "message": string("The reason in plain words.", max_length=32768),
-        "conditions": conditions("Conditions: Validated (the dataset passed the validate-only pod), Running (an "
+        "conditions": conditions("Conditions: Validated (the dataset passed the validate-only pod; False with "
+                                 "ChildNameConflict while an object not owned by the job holds a child's name), "
+                                 "Running (an "
                                  "attempt's trainer is running; False with the reason it is not: WaitingForCapacity, "
                                  "WaitingForKueue, Retrying, Resumed, Training while its pods start), Suspended, "
                                  "Succeeded (the summary: True once the adapter is verified; False with the reason "

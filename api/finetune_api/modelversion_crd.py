@@ -78,8 +78,18 @@ def analysis(path: str, when: str) -> dict:
 def rollback() -> dict:
     node = analysis("spec.rollback", "during the bake window after promotion; a breach rolls back to the "
                                      "previous production version")
-    node["properties"]["bakeWindowSeconds"] = integer("How long after promotion the query is watched.",
-                                                      minimum=1, maximum=604800, default=300)
+    node["properties"]["bakeWindowSeconds"] = integer("How long after promotion the query is watched (extended "
+                                                      "by every blind check).", minimum=1, maximum=604800,
+                                                      default=300)
+    node["properties"]["maxBlindChecks"] = integer(
+        "spec.rollback.maxBlindChecks: consecutive blind checks (Prometheus did not answer, or the query had no "
+        "data) after which onBlind applies. Fail closed: a version nobody can see is not trusted. The default "
+        "leaves room for a query that has no data until traffic arrives (e.g. an error ratio).",
+        minimum=1, maximum=1000, default=60)
+    node["properties"]["onBlind"] = string(
+        "spec.rollback.onBlind: after maxBlindChecks blind checks, Rollback (as a breach would) or Hold (keep "
+        "serving, condition Blind=True, the bake window does not end while blind).",
+        enum=["Rollback", "Hold"], default="Rollback")
     return node
 
 
@@ -176,9 +186,11 @@ def status() -> dict:
             "value": number("The value seen."),
             "threshold": number("The threshold."),
             "restoredVersion": string("The version restored to production.", max_length=253),
-            "trigger": string("What triggered it: analysis (bake-window query), canary (canary analysis) or "
-                              "manual (an older version asked for production again and replaced this one).",
+            "trigger": string("What triggered it: analysis (bake-window query), blind (spec.rollback.maxBlindChecks "
+                              "checks in a row without an answer or data), canary (canary analysis) or manual (an "
+                              "older version asked for production again and replaced this one).",
                               max_length=32),
+            "blindChecks": integer("Trigger blind: how many checks in a row saw nothing.", minimum=0),
             "seconds": number("From the breach seen to every pod flipped back (measured; analysis and canary)."),
         }),
         "canary": obj("Progress of a canary promotion.", {
@@ -188,8 +200,17 @@ def status() -> dict:
             "lastValue": number("The analysis query's last value (kept between evaluations)."),
             "previousVersion": string("The version that keeps the rest of the traffic.", max_length=253),
         }),
-        "productionRecord": string("The ConfigMap holding the model's production record (which version is in "
-                                   "effect, the previous one, and promotion decisions).", max_length=253),
+        "bakeWindow": obj("The bake window's blind checks (spec.rollback): a check is blind when Prometheus did "
+                          "not answer or the query had no data.", {
+            "promotedAt": timestamp("The promotion this window belongs to."),
+            "blindChecks": integer("Blind checks in a row now (0: the last check saw data).", minimum=0),
+            "extendedSeconds": number("How far blind checks have pushed the window's end past "
+                                      "bakeWindowSeconds."),
+            "endsAt": timestamp("When the window ends now (unless more checks are blind)."),
+        }),
+        "productionRecord": string("<namespace>/<name> of the ConfigMap holding the model's production record "
+                                   "(which version is in effect, the previous one, and promotion decisions), in "
+                                   "the operator's own namespace where tenants cannot write it.", max_length=253),
     })
 
 

@@ -15,7 +15,8 @@ Document keys (camelCase; absent until known):
   etaSeconds        estimated seconds until training ends
   gpuMemoryBytes    peak CUDA memory allocated by rank 0
   resumedFrom       the checkpoint this attempt resumed from
-  checkpoints       [{step, uri, evalLoss, savedAt}] saved and still kept
+  checkpoints       [{step, uri, digest, evalLoss, savedAt}] saved and still kept; digest is the
+                    checkpoint's folder digest (finetune_api.resume), taken as it was written
   updatedAt         RFC 3339 time of the last update
 """
 from __future__ import annotations

@@ -23,11 +23,28 @@ class InvalidS3Uri(ValueError):
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
-    """'s3://bucket/a/b' -> ('bucket', 'a/b'); InvalidS3Uri naming the URI when malformed."""
+    """'s3://bucket/a/b' -> ('bucket', 'a/b'); InvalidS3Uri naming the URI when malformed, or when its key
+    could climb out of the prefix it names (see check_key)."""
     m = S3_URI.match(uri or "")
     if not m:
         raise InvalidS3Uri(f"not an s3:// URI: {uri!r} (expected s3://<bucket>/<key>)")
-    return m.group("bucket"), m.group("key") or ""
+    key = m.group("key") or ""
+    check_key(key, uri, trailing_slash=True)
+    return m.group("bucket"), key
+
+
+def check_key(key: str, what: str, trailing_slash: bool = False) -> None:
+    """InvalidS3Uri unless every '/'-separated segment of key is a plain name: no '..' or '.' (a path
+    climbing out of its prefix once written to disk or normalised by the store), no empty segment
+    (a leading '/' or '//'); one trailing '/' (a prefix) only where trailing_slash allows it."""
+    if not key:
+        return
+    body = key[:-1] if trailing_slash and key.endswith("/") else key
+    for segment in body.split("/"):
+        if segment in ("", ".", ".."):
+            shown = {"": "an empty segment (a leading '/' or '//')", ".": "a '.' segment",
+                     "..": "a '..' segment"}[segment]
+            raise InvalidS3Uri(f"S3 key {key!r} of {what!r} has {shown}; keys must be plain '/'-separated names")
 
 
 def join(prefix: str, *parts: str) -> str:
@@ -85,6 +102,7 @@ def download_prefix(s3, uri: str, dest: Path) -> list:
             rel = obj["Key"][len(prefix):]
             if not rel or rel.endswith("/"):
                 continue
+            check_key(rel, uri)  # a planted 'prefix/../x' would otherwise be written outside dest
             target = Path(dest) / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, obj["Key"], str(target))

@@ -15,6 +15,8 @@ S3_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 S3_OBJECT_RE = f"^s3://{S3_BUCKET}/.+$"
 S3_PREFIX_RE = f"^s3://{S3_BUCKET}(/.*)?$"
 SHA256_RE = "^sha256:[a-f0-9]{64}$"
+# A key with a '..' or '.' segment or an empty one ('//'): it could climb out of its prefix.
+S3_DOT_SEGMENT_RE = r"^s3://[^/]*/(.*/)?((\\.\\.?)?/|\\.\\.?$)"
 QUANTITY = (r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
             r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
 
@@ -110,16 +112,22 @@ def rule(expression: str, message: str, *, field_path: str | None = None, reason
     return r
 
 
+def _plain_segments(field: str) -> dict:
+    return rule(f"!self.matches('{S3_DOT_SEGMENT_RE}')",
+                f"{field} must not have '..', '.' or empty ('//') path segments")
+
+
 def s3_object(description: str, field: str, **kw) -> dict:
     return string(description, max_length=1024, rules=[rule(
         f"self.matches('{S3_OBJECT_RE}')",
-        f"{field} must be an s3:// URI of an object, like s3://my-bucket/path/train.jsonl")], **kw)
+        f"{field} must be an s3:// URI of an object, like s3://my-bucket/path/train.jsonl"), _plain_segments(field)],
+        **kw)
 
 
 def s3_prefix(description: str, field: str, **kw) -> dict:
     return string(description, max_length=1024, rules=[rule(
         f"self.matches('{S3_PREFIX_RE}')",
-        f"{field} must be an s3:// URI, like s3://my-bucket/some/prefix/")], **kw)
+        f"{field} must be an s3:// URI, like s3://my-bucket/some/prefix/"), _plain_segments(field)], **kw)
 
 
 def sha256_digest(description: str, field: str) -> dict:

@@ -17,10 +17,13 @@ operator reads it there to decide whether to retry and what to put in status.res
 | 16   | UnsupportedHardware |           | e.g. QLoRA without CUDA |
 | 17   | BaseModelInvalid    |           | weights missing, unreadable, or digest mismatch |
 | 18   | AccessDenied        |           | S3 refused the credentials or the bucket |
+| 19   | CheckpointMismatch  |           | the checkpoint to resume from is not the one the operator recorded (its digest differs) |
+| 20   | ConfigMismatch      |           | the mounted config is not the one the operator wrote (its sha256 differs from the pod's FTO_TRAINER_CONFIG_SHA256) |
 
 Document: {"reason", "exitCode", "retryable", "message", ...fields}. On success the fields are
 adapterUri, manifestUri, adapterDigest (finetune_api.manifest.digest), steps and metrics (or
-datasetStats for a validate-only run); on failure optionally stats and step.
+datasetStats for a validate-only run); on failure optionally stats, step and checkpoint (the
+last one this attempt saved: {step, uri, digest}, so a retry resumes from it).
 """
 from __future__ import annotations
 
@@ -44,6 +47,8 @@ class ExitCode(enum.IntEnum):
     UNSUPPORTED_HARDWARE = 16
     BASE_MODEL_INVALID = 17
     ACCESS_DENIED = 18
+    CHECKPOINT_MISMATCH = 19
+    CONFIG_MISMATCH = 20
 
 
 REASONS = {
@@ -53,6 +58,8 @@ REASONS = {
     ExitCode.DIVERGED: "Diverged", ExitCode.PREEMPTED: "Preempted",
     ExitCode.UNSUPPORTED_HARDWARE: "UnsupportedHardware", ExitCode.BASE_MODEL_INVALID: "BaseModelInvalid",
     ExitCode.ACCESS_DENIED: "AccessDenied",
+    ExitCode.CHECKPOINT_MISMATCH: "CheckpointMismatch",
+    ExitCode.CONFIG_MISMATCH: "ConfigMismatch",
 }
 RETRYABLE = frozenset({ExitCode.TRAINER_ERROR, ExitCode.S3_UNAVAILABLE, ExitCode.OUT_OF_MEMORY, ExitCode.PREEMPTED})
 

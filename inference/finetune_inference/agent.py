@@ -16,6 +16,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from finetune_api.endpoints import UnsafeEndpoint, require_safe
+
 from .agent_metrics import AgentMetrics
 from .engine_client import EngineClient
 from .routes import admin_app, client_app
@@ -43,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "engine reports (finetune-engine does, vLLM does not)")
     p.add_argument("--s3-endpoint", default=os.environ.get("AWS_ENDPOINT_URL"))
     p.add_argument("--token-file", default=None, help="file holding the admin token (else $FTO_AGENT_TOKEN)")
+    p.add_argument("--engine-api-key-file", default=None,
+                   help="file holding the engine's API key, sent on every engine call (else $FTO_ENGINE_API_KEY; "
+                        "the engine's --api-key / $VLLM_API_KEY)")
     p.add_argument("--enable-fault-injection", action="store_true", help="allow POST /admin/faults (tests, drills)")
     p.add_argument("--sync-interval", type=float, default=2.0, help="seconds between engine checks")
     args = p.parse_args(argv)
@@ -50,11 +55,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not token:
         p.error("an admin token is required: --token-file or $FTO_AGENT_TOKEN")
     args.token = token
+    args.engine_api_key = (Path(args.engine_api_key_file).read_text().strip() if args.engine_api_key_file
+                           else os.environ.get("FTO_ENGINE_API_KEY", ""))
+    try:
+        require_safe(args.s3_endpoint, "--s3-endpoint")
+    except UnsafeEndpoint as err:
+        p.error(str(err))
     return args
 
 
+def engine_headers(api_key: str) -> dict:
+    """What every call to the engine carries: its API key, when one is set."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 async def serve(args) -> None:
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(headers=engine_headers(args.engine_api_key))
     metrics = AgentMetrics()
     settings = Settings(
         engine_url=args.engine_url, adapter_dir=Path(args.adapter_dir),

@@ -4,12 +4,16 @@ It serves the subset of vLLM's API the adapter agent uses, with the same shapes 
 GET /v1/models, POST /v1/completions, POST /v1/chat/completions, POST /v1/load_lora_adapter,
 POST /v1/unload_lora_adapter, GET /health, GET /metrics. Like vLLM it loads the model before it
 listens, so a connection refused means "not up yet", and the runtime LoRA endpoints exist only when
-VLLM_ALLOW_RUNTIME_LORA_UPDATING is true (1/true, case-insensitive). Flags mirror vLLM's.
+VLLM_ALLOW_RUNTIME_LORA_UPDATING is true (1/true, case-insensitive). Flags mirror vLLM's; like vLLM's
+--api-key (or $VLLM_API_KEY), an API key makes every route but /health and /metrics answer 401
+without `Authorization: Bearer <key>`, so the LoRA routes cannot be called past the agent from
+another pod (docs/inference.md).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import logging
 import os
 import tempfile
@@ -28,6 +32,26 @@ log = logging.getLogger("finetune-engine")
 def runtime_lora_updating_allowed(env: dict) -> bool:
     """vllm/envs.py: VLLM_ALLOW_RUNTIME_LORA_UPDATING in ("1", "true") after strip().lower()."""
     return env.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "0").strip().lower() in ("1", "true")
+
+
+OPEN_PATHS = frozenset({"/health", "/metrics"})  # probes and scrapes
+
+
+def authorized(path: str, authorization: str, api_key: str | None) -> bool:
+    """With a key set, every route but /health and /metrics needs `Bearer <key>` (compared in constant
+    time): vLLM's --api-key guards its /v1 routes; denying by default also covers odd spellings of a path."""
+    if not api_key or path in OPEN_PATHS:
+        return True
+    return hmac.compare_digest(authorization.encode(), f"Bearer {api_key}".encode())
+
+
+def api_key_middleware(api_key: str | None):
+    @web.middleware
+    async def check(req, handler):
+        if not authorized(req.path, req.headers.get("Authorization", ""), api_key):
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        return await handler(req)
+    return check
 
 
 class EngineMetrics:
@@ -62,7 +86,7 @@ class Engine:
         self.lora_lock = asyncio.Lock()  # one load/unload at a time, as vLLM's per-name lock
 
     def app(self, allow_lora_updates: bool) -> web.Application:
-        app = web.Application(client_max_size=8 << 20)
+        app = web.Application(client_max_size=8 << 20, middlewares=[api_key_middleware(self.args.api_key)])
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics_route)
         app.router.add_get("/v1/models", self.models)
@@ -208,6 +232,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "else --model)")
     p.add_argument("--host", default=os.environ.get("POD_IP", "127.0.0.1"))
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY") or None,
+                   help="require `Authorization: Bearer <key>` on every route but /health and /metrics "
+                        "(default $VLLM_API_KEY), as vLLM does on /v1")
     p.add_argument("--enable-lora", action="store_true", help="accepted for vLLM compatibility; always on here")
     p.add_argument("--max-lora-rank", type=int, default=16, help="largest adapter rank accepted (vLLM default 16)")
     p.add_argument("--max-loras", type=int, default=1,
@@ -243,6 +270,9 @@ def main(argv=None) -> None:
     log.info("base model %s (%s, %s) loaded from %s in %.1fs", served, model.model_type, digest, folder,
              time.monotonic() - started)
     allow = runtime_lora_updating_allowed(dict(os.environ))
+    if allow and not args.api_key:
+        log.warning("runtime LoRA updates are on without --api-key: anyone who reaches %s:%d can load and unload "
+                    "adapters", args.host, args.port)
     if not allow:
         log.warning("VLLM_ALLOW_RUNTIME_LORA_UPDATING is not set: /v1/load_lora_adapter and "
                     "/v1/unload_lora_adapter are off, as in vLLM")

@@ -28,7 +28,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "election, this process always acts (a single local run)")
     parser.add_argument("--leader-election-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
                         help="namespace of that Lease (default: $POD_NAMESPACE or default)")
-    parser.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    parser.add_argument("--record-namespace", default=os.environ.get("FTO_RECORD_NAMESPACE", ""),
+                        help="namespace of the models' production records, one where tenants cannot write "
+                             "(default: $FTO_RECORD_NAMESPACE, else the leader-election namespace)")
+    parser.add_argument("--workers", type=int, default=8, help="reconciles running at once")
+    parser.add_argument("--max-workers-per-namespace", type=int, default=0,
+                        help="workers one namespace may hold at once (0: half of --workers); keeps a "
+                             "namespace with slow passes from stalling the others")
     parser.add_argument("--resync-seconds", type=float, default=60.0,
                         help="how often every object is looked at even without a watch event")
     parser.add_argument("--standalone", action="store_true", help="accepted for compatibility; same as no Lease")
@@ -51,7 +57,8 @@ def build_runtime(args: argparse.Namespace):
     if args.metrics_address:
         metrics.serve(args.metrics_address)
     return Runtime(OperatorSettings.from_env(), kinds(), elector, namespaces=args.namespace or None,
-                   workers=args.workers, resync_seconds=args.resync_seconds)
+                   workers=args.workers, resync_seconds=args.resync_seconds,
+                   namespace_limit=args.max_workers_per_namespace or None)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.verbose:  # kopf logs every handled watch event at INFO
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     from .handlers import watches
+    from .modelversion import record
 
+    record.configure(args.record_namespace or args.leader_election_namespace)
     runtime = watches.RUNTIME = build_runtime(args)
     explicit = args.namespace and not any(ch in ns for ns in args.namespace for ch in "*?![]")
 

@@ -144,6 +144,7 @@ REASON_RESUMED = "Resumed"
 REASON_DEADLINE = "DeadlineExceeded"     # spec.lifecycle.activeDeadlineSeconds passed
 REASON_WAITING_FOR_CAPACITY = "WaitingForCapacity"  # per-namespace caps are full
 REASON_CLEANED_UP = "ChildrenDeleted"    # spec.lifecycle.ttlSecondsAfterFinished passed
+REASON_CHILD_NAME_CONFLICT = "ChildNameConflict"  # a child's fixed name is taken by an object not the job's
 SUSPENDED = "Suspended"                  # condition type
 
 

@@ -5,16 +5,22 @@ and verify every adapter file's sha256 and size before anything is registered or
 when a job is deleted under spec.lifecycle.cleanupOnDelete, the listings cleanup.py deletes. It
 checks no dataset or base model for existence: the validate-only pod (the trainer) reads them.
 Credentials come from the Secret the spec names, in the object's own namespace, exactly as the
-trainer pods get them. URIs, S3 error kinds and the manifest are finetune_api's contracts.
+trainer pods get them, and only if it is opted in (credentials.py); without credentials the
+operator uses its own identity only where the platform team allowed it, and every client it
+hands out checks each bucket/key against the namespace's allow-list first (s3access.py). URIs,
+S3 error kinds and the manifest are finetune_api's contracts.
 """
 from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 from typing import Optional
 
 from finetune_api import manifest as manifestmod, s3 as s3api
+
+from . import deadline
 
 
 class StorageError(Exception):
@@ -46,11 +52,11 @@ def secret_keys(credentials: dict) -> dict:
 
 
 def credentials_from_secret(secret: Optional[dict], credentials: dict) -> dict:
-    """boto3 keyword arguments from a Secret, or StorageError(CredentialsMissing) naming what is missing."""
+    """boto3 keyword arguments from a Secret, or StorageError naming what is missing (CredentialsMissing)
+    or that the Secret is not opted in (SecretNotOptedIn: credentials.LABEL)."""
+    from . import credentials as secrets
     name = credentials["secretRef"]["name"]
-    if secret is None:
-        raise StorageError("CredentialsMissing", f"spec.credentials.secretRef: Secret {name!r} does not exist in "
-                                                 "this namespace")
+    secret = secrets.check(secret, name, "spec.credentials.secretRef")
     data = secret.get("data") or {}
     missing = [key for key in secret_keys(credentials).values() if key not in data]
     if missing:
@@ -64,20 +70,55 @@ def credentials_from_secret(secret: Optional[dict], credentials: dict) -> dict:
 
 
 def client_for(core_api, namespace: str, credentials: Optional[dict]):
-    """A boto3 S3 client with the credentials the spec names (or the operator's own environment)."""
+    """An S3 client for a namespace's object: the credentials the spec names (their Secret opted in),
+    or the operator's own environment only where the platform team allowed it (s3access). Every
+    bucket/key it reads, lists or deletes is checked against the namespace's allow-list first."""
     import boto3
     from botocore.config import Config
 
-    from . import kube
-    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+    from . import credentials as secrets, s3access
+    policy = s3access.current()
+    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10)
     if not credentials:
-        return boto3.client("s3", config=config)
-    secret = kube.read_or_none(lambda n, **k: core_api.read_namespaced_secret(n, namespace, **k),
-                               credentials["secretRef"]["name"])
-    return boto3.client("s3", config=config, **credentials_from_secret(secret, credentials))
+        refused = s3access.identity_refusal(policy, namespace)
+        if refused is not None:
+            raise refused
+        return s3access.GuardedS3(_bounded(boto3.client("s3", config=config)), policy, namespace)
+    secret = secrets.read(core_api, namespace, credentials["secretRef"]["name"], "spec.credentials.secretRef")
+    client = _bounded(boto3.client("s3", config=config, **credentials_from_secret(secret, credentials)))
+    return s3access.GuardedS3(client, policy, namespace)
+
+
+# --- deadlines and size caps (a slow or hostile endpoint must not hold a worker) ---------------------
+@functools.lru_cache(maxsize=1)
+def limits():
+    """The platform team's S3 deadlines and caps (OperatorSettings, from the environment)."""
+    from .builders.settings import OperatorSettings
+    return OperatorSettings.from_env()
+
+
+def _bounded(client):
+    """Every API call of client runs under a total deadline (s3_call_seconds), retries included; a
+    streamed body read after the call stays under the deadline of the caller's `deadline.within`."""
+    budgets: dict = {}
+
+    def start(context=None, **_):
+        budgets[id(context)] = deadline.enter(limits().s3_call_seconds, "S3 call")
+
+    def end(context=None, **_):
+        budget = budgets.pop(id(context), None)
+        if budget is not None:
+            deadline.leave(budget)
+
+    client.meta.events.register("before-call.s3", start)
+    client.meta.events.register("after-call.s3", end)
+    client.meta.events.register("after-call-error.s3", end)
+    return client
 
 
 def _storage_error(err: Exception, what: str) -> StorageError:
+    if isinstance(err, deadline.DeadlineExceeded) or deadline.expired():
+        return StorageError("S3Unavailable", f"{what}: S3 sent no complete answer in time ({err.__class__.__name__})")
     found = s3api.classify(err, what)
     if found is None:
         raise err
@@ -97,13 +138,17 @@ def read_bytes(s3, uri: str, limit: int = 16 << 20) -> bytes:
     return data
 
 
-def object_sha256(s3, uri: str) -> tuple[str, int]:
-    """Streams an object and returns (hex sha256, size)."""
+def object_sha256(s3, uri: str, limit: Optional[int] = None) -> tuple[str, int]:
+    """Streams an object and returns (hex sha256, size); stops after limit + 1 bytes (the size then
+    tells the caller it is too big)."""
     bucket, key = parse_uri(uri)
     digest, size = hashlib.sha256(), 0
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-        for chunk in iter(lambda: body.read(1 << 20), b""):
+        while limit is None or size <= limit:
+            chunk = body.read(1 << 20 if limit is None else min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
             digest.update(chunk)
             size += len(chunk)
     except Exception as err:
@@ -139,11 +184,31 @@ def _parse(data: bytes, uri: str, expected_digest: Optional[str]) -> manifestmod
 def verify_manifest(s3, manifest_uri: str, expected_digest: Optional[str] = None) -> VerifiedManifest:
     """Reads the manifest, checks its own digest (if one is expected) and every listed file's sha256 and size.
 
-    Raises StorageError(DigestMismatch) naming the manifest or every file that does not match.
+    Raises StorageError(DigestMismatch) naming the manifest or every file that does not match. The
+    whole verification has one total deadline (s3_verify_seconds: S3Unavailable when it passes),
+    and the manifest's entries and declared file sizes are capped (ManifestInvalid).
     """
-    parsed = _parse(read_bytes(s3, manifest_uri), manifest_uri, expected_digest)
+    cap = limits()
+    try:
+        with deadline.within(cap.s3_verify_seconds, f"verifying {manifest_uri}"):
+            return _verify(s3, manifest_uri, expected_digest, cap)
+    except deadline.DeadlineExceeded as err:
+        raise StorageError("S3Unavailable", f"verifying {manifest_uri}: not done within "
+                                            f"{cap.s3_verify_seconds:g} s (FTO_S3_VERIFY_SECONDS)") from err
+
+
+def _verify(s3, manifest_uri: str, expected_digest: Optional[str], cap) -> VerifiedManifest:
+    parsed = _parse(read_bytes(s3, manifest_uri, cap.max_manifest_bytes), manifest_uri, expected_digest)
     adapter = manifestmod.adapter_uri(manifest_uri)
-    actual = {f.path: object_sha256(s3, join(adapter, f.path)) for f in parsed.files}
+    if len(parsed.files) > cap.max_manifest_files:
+        raise StorageError("ManifestInvalid", f"{manifest_uri} lists {len(parsed.files)} files; at most "
+                                              f"{cap.max_manifest_files} are verified (FTO_MAX_MANIFEST_FILES)")
+    big = [f.path for f in parsed.files if (f.size or 0) > cap.max_adapter_file_bytes]
+    if big:
+        raise StorageError("ManifestInvalid", f"{adapter}: file(s) over {cap.max_adapter_file_bytes} bytes "
+                                              f"(FTO_MAX_ADAPTER_FILE_BYTES): {', '.join(big[:5])}")
+    actual = {f.path: object_sha256(s3, join(adapter, f.path), f.size if f.size is not None
+                                    else cap.max_adapter_file_bytes) for f in parsed.files}
     bad = manifestmod.mismatches(parsed, actual)
     if bad:
         raise StorageError("DigestMismatch", f"{adapter}: files do not match the manifest: {', '.join(bad)}")

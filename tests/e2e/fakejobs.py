@@ -30,7 +30,7 @@ def setup_namespace(core, s3, namespace: str) -> str:
     bucket = f"fake-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
     core.create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name="s3-credentials"),
+        metadata=client.V1ObjectMeta(name="s3-credentials", labels={"finetune.fto.dev/credentials": "true"}),
         string_data={"AWS_ACCESS_KEY_ID": components.MINIO_USER, "AWS_SECRET_ACCESS_KEY": components.MINIO_PASSWORD}))
     return bucket
 

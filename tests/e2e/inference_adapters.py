@@ -86,7 +86,8 @@ def serving_namespace(core, cluster, prefix: str, token_secret: dict) -> str:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     wait_for(lambda: core.read_namespaced_service_account("default", ns), what="default ServiceAccount")
     core.create_namespaced_secret(ns, token_secret)
-    core.create_namespaced_secret(ns, {"metadata": {"name": "s3-credentials"}, "stringData": {
+    core.create_namespaced_secret(ns, {"metadata": {"name": "s3-credentials",
+                                                    "labels": {"finetune.fto.dev/credentials": "true"}}, "stringData": {
         "AWS_ACCESS_KEY_ID": components.MINIO_USER, "AWS_SECRET_ACCESS_KEY": components.MINIO_PASSWORD,
         "AWS_ENDPOINT_URL": cluster.s3_endpoint}})
     return ns

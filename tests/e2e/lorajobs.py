@@ -21,7 +21,7 @@ def data_bucket(s3, core, namespace: str, prefix: str) -> str:
     s3.create_bucket(Bucket=bucket)
     s3.upload_file(str(DATASET), bucket, "data/train.jsonl")
     core.create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name="s3-credentials"),
+        metadata=client.V1ObjectMeta(name="s3-credentials", labels={"finetune.fto.dev/credentials": "true"}),
         string_data={"AWS_ACCESS_KEY_ID": components.MINIO_USER, "AWS_SECRET_ACCESS_KEY": components.MINIO_PASSWORD}))
     return bucket
 

@@ -49,7 +49,7 @@ def install_tenancy(cluster, core, s3, extra_values: dict | None = None):
         s3.create_bucket(Bucket=bucket)
     s3.upload_file(str(CHART.parents[1] / "examples" / "datasets" / "support-tickets.jsonl"), t.bucket, "data/train.jsonl")
     core.create_namespaced_secret(t.system, client.V1Secret(  # for the inference example's agent
-        metadata=client.V1ObjectMeta(name="s3-credentials"),
+        metadata=client.V1ObjectMeta(name="s3-credentials", labels={"finetune.fto.dev/credentials": "true"}),
         string_data={"AWS_ACCESS_KEY_ID": components.MINIO_USER, "AWS_SECRET_ACCESS_KEY": components.MINIO_PASSWORD}))
     values = {
         "operator": {"replicas": 0},  # the SA test runs the operator itself, under the same identity
@@ -82,7 +82,7 @@ def _tenants(cluster, core, t, tag):
         kubectl(cluster, "create", "rolebinding", "team-edit", "-n", ns, "--clusterrole=edit", f"--group={group}-{tag}")
         kubectl(cluster, "create", "rolebinding", "team-view", "-n", ns, "--clusterrole=view", f"--group=viewers-{tag}")
         core.create_namespaced_secret(ns, client.V1Secret(
-            metadata=client.V1ObjectMeta(name="s3-credentials"),
+            metadata=client.V1ObjectMeta(name="s3-credentials", labels={"finetune.fto.dev/credentials": "true"}),
             string_data={"AWS_ACCESS_KEY_ID": components.MINIO_USER, "AWS_SECRET_ACCESS_KEY": components.MINIO_PASSWORD}))
     wait_for(lambda: as_user(cluster, f"a-{tag}", [f"team-a-{tag}"], "auth", "can-i", "create", "finetunejobs.finetune.fto.dev",
                              "-n", t.team_a).stdout.strip() == "yes", what="the tenant role aggregated into edit")
@@ -120,7 +120,7 @@ def job(cluster, name: str, bucket: str, **spec_overrides) -> dict:
 def version(name: str, stage: str) -> dict:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelVersion", "metadata": {"name": name},
             "spec": {"model": "support-bot", "version": name.rsplit("-", 1)[-1], "stage": stage,
-                     "adapter": {"fromJob": {"name": "bot"}},
+                     "adapter": {"fromJob": {"name": "bot"}}, "credentials": {"secretRef": {"name": "s3-credentials"}},
                      "servingTarget": {"selector": {"matchLabels": {"app": "support-bot"}}}}}
 
 

@@ -25,7 +25,7 @@ def test_multi_node_trainer_job_runs_on_two_fake_gpu_nodes_and_is_collected_with
                                      "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
                                                       "effect": "NoSchedule"}]})
     settings = OperatorSettings()
-    core.create_namespaced_config_map(namespace, trainer_config.config_map(ftj, 1, settings))
+    core.create_namespaced_config_map(namespace, trainer_config.config_map(ftj, settings))
     core.create_namespaced_service(namespace, trainer_job.headless_service(ftj, 1, settings))
     job = trainer_job.trainer_job(ftj, 1, settings)
     job["spec"]["template"]["metadata"]["annotations"]["fto.dev/fake-duration"] = "2s"  # kwok runs it for 2 s

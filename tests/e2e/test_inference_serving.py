@@ -20,6 +20,7 @@ from inference_adapters import publish, serving_namespace, tampered
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-admin-token"
+ENGINE_KEY = "e2e-engine-key"  # the engine's --api-key ($VLLM_API_KEY), sent by the agent
 MAX_RANK = 8   # small on purpose: a rank-16 adapter must be refused
 BUCKET = "fto-test-inference"
 
@@ -33,6 +34,7 @@ def _patch_deployment(dep: dict) -> dict:
         if c["name"] == "engine":
             # Reuse this machine's converted default model instead of converting it again in the pod.
             c["env"].append({"name": "FTO_CACHE_DIR", "value": str(models_cache().parent)})
+        c["env"].append({"name": "VLLM_API_KEY" if c["name"] == "engine" else "FTO_ENGINE_API_KEY", "value": ENGINE_KEY})
     return dep
 
 
@@ -95,7 +97,8 @@ def state(serving) -> dict:
 
 
 def engine_models(serving) -> list:
-    return [m["id"] for m in requests.get(f"http://{serving['ip']}:8080/v1/models", timeout=10).json()["data"]]
+    return [m["id"] for m in requests.get(f"http://{serving['ip']}:8080/v1/models", timeout=10,
+                                          headers={"Authorization": f"Bearer {ENGINE_KEY}"}).json()["data"]]
 
 
 def metric(ip, name, **labels) -> float:
@@ -136,6 +139,15 @@ def test_preload_verifies_and_loads_and_is_idempotent(serving):
     again = preload(serving, "v1")
     assert again.status_code == 200 and (again.json()["name"], again.json()["alreadyLoaded"]) == (name, True)
     assert metric(serving["ip"], "fto_agent_adapters_loaded") == 1
+
+
+def test_the_engine_refuses_lora_calls_without_its_key_so_the_agent_cannot_be_skipped(serving):
+    name = next(a["name"] for a in state(serving)["adapters"] if a["version"] == "v1")
+    for headers in ({}, {"Authorization": f"Bearer {TOKEN}"}):
+        r = requests.post(f"http://{serving['ip']}:8080/v1/unload_lora_adapter", json={"lora_name": name},
+                          headers=headers, timeout=30)
+        assert r.status_code == 401, r.text
+    assert name in engine_models(serving)
 
 
 def test_flipping_the_alias_sends_clients_to_the_adapter(serving):

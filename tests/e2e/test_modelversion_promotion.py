@@ -42,8 +42,10 @@ ERROR_RATIO = ('sum(rate(fto_agent_requests_total{model="$model",version="$versi
 class Prometheus:
     """The Debian prometheus binary scraping the agents' :8000/metrics every second (file_sd targets)."""
 
-    def __init__(self, folder: Path):
-        self.folder, self.port = folder, free_port()
+    def __init__(self, folder: Path, namespace: str):
+        # The operator scopes every query to the version's namespace (namespace="<ns>"), so the
+        # agents' series carry that label, as a Kubernetes service discovery would give them.
+        self.folder, self.port, self.namespace = folder, free_port(), namespace
         self.targets = folder / "targets.json"
         self.set_targets([])
         (folder / "prometheus.yml").write_text(yaml.safe_dump({
@@ -60,7 +62,8 @@ class Prometheus:
 
     def set_targets(self, ips) -> None:
         tmp = self.targets.with_suffix(".tmp")
-        tmp.write_text(json.dumps([{"targets": [f"{ip}:8000" for ip in sorted(ips)]}]))
+        tmp.write_text(json.dumps([{"targets": [f"{ip}:8000" for ip in sorted(ips)],
+                                    "labels": {"namespace": self.namespace}}]))
         tmp.replace(self.targets)
 
     def stop(self) -> None:
@@ -111,10 +114,14 @@ def env(cluster, api, core, s3, crds, tmp_path_factory):
     adapters["tampered"] = tampered(s3, base, base_digest, f"{run}/tampered", seed=30)
 
     folder = tmp_path_factory.mktemp("modelversion")
-    prom = Prometheus(folder)
-    operator = OperatorProcess(cluster, [ns], folder / "operator.log", env={"FTO_PROMETHEUS_URL": prom.url}).start()
+    prom = Prometheus(folder, ns)
+    # The production records live in the operator's own namespace, apart from the tenant's.
+    records = f"{ns}-records"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=records)))
+    operator = OperatorProcess(cluster, [ns], folder / "operator.log", env={"FTO_PROMETHEUS_URL": prom.url},
+                               args=("--record-namespace", records)).start()
     e = {"ns": ns, "adapters": adapters, "prom": prom, "operator": operator, "apps": apps, "core": core,
-         "crds": client.CustomObjectsApi(api), "log": folder / "operator.log"}
+         "crds": client.CustomObjectsApi(api), "log": folder / "operator.log", "records": records}
     wait_for(lambda: len(ready_ips(e)) == 2, timeout=300, interval=1, what="2 serving pods Ready")
     prom.set_targets(ready_ips(e).values())
     yield e
@@ -122,6 +129,7 @@ def env(cluster, api, core, s3, crds, tmp_path_factory):
     prom.stop()
     print(f"\noperator log: {folder / 'operator.log'}")
     core.delete_namespace(ns)
+    core.delete_namespace(records)
 
 
 _models = iter(range(1, 1000))
@@ -324,7 +332,9 @@ def test_promote_to_two_replicas_then_a_third_converges(env, model):
     assert all(r["loaded"] and r["aliasTarget"] == served(e, "v2", model) and r["weight"] == 100
                for r in s["servedBy"])
     assert condition(s, "Ready")["status"] == "True" and condition(s, "Promoted")["observedGeneration"] == 1
-    assert s["promotedAt"] and s["productionRecord"] == f"fto-model-{model}"
+    assert s["promotedAt"] and s["productionRecord"] == f"{e['records']}/fto-record-{e['ns']}.{model}"
+    record = e["core"].read_namespaced_config_map(f"fto-record-{e['ns']}.{model}", e["records"])
+    assert record.data["production"] == f"{model}-v2" and record.data["previous"] == f"{model}-v1"
     # Clients calling the alias get the new adapter's behaviour; the old version stays loaded for a revert.
     for ip in ips.values():
         code, version, text = chat_version(ip, model)

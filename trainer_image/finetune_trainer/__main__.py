@@ -38,6 +38,8 @@ def _train(args) -> int:
             write_termination_message(message_path, text)
             print(text, flush=True)
         return 0
+    except configmod.ConfigMismatch as err:
+        failure = TrainerFailure(ExitCode.CONFIG_MISMATCH, str(err))
     except configmod.ConfigError as err:
         failure = TrainerFailure(ExitCode.INVALID_CONFIG, str(err))
     except TrainerFailure as err:
@@ -57,7 +59,7 @@ def _train(args) -> int:
 
 def _report(failure, message_path) -> int:
     from .outcomes import termination_message, write_termination_message
-    details = {k: v for k, v in failure.details.items() if k in ("stats", "step")}
+    details = {k: v for k, v in failure.details.items() if k in ("stats", "step", "checkpoint") and v is not None}
     text = termination_message(failure.code, failure.message, **details)
     write_termination_message(message_path, text)
     print(f"finetune-trainer: {failure.reason}: {failure.message}", file=sys.stderr, flush=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -22,13 +23,16 @@ from typing import Optional
 
 import yaml
 
-from finetune_api import finetunejob_crd
+from finetune_api import finetunejob_crd, resume
 from finetune_api.structural import SchemaError, apply_defaults, validate
 
 from .architectures import default_target_modules
 
 CONFIG_ENV = "FTO_TRAINER_CONFIG"            # the config as a JSON string
 CONFIG_FILE_ENV = "FTO_TRAINER_CONFIG_FILE"  # or a path to it
+# Set by the operator on its pods: the sha256 of the config document it wrote. A config that does
+# not hash to it is refused (someone else's ConfigMap under the job's name, or one changed since).
+CONFIG_DIGEST_ENV = "FTO_TRAINER_CONFIG_SHA256"
 DEFAULT_FIELDS = {
     "promptCompletion": {"prompt": "prompt", "completion": "completion", "system": "system"},
     "instruction": {"instruction": "instruction", "input": "input", "response": "response", "system": "system"},
@@ -39,6 +43,22 @@ DEFAULT_FIELDS = {
 
 class ConfigError(ValueError):
     pass
+
+
+class ConfigMismatch(ConfigError):
+    """The config is not the document the operator wrote for this pod (ExitCode.CONFIG_MISMATCH)."""
+
+
+def verify_digest(text: str, expected: Optional[str], source: str) -> None:
+    """Raises ConfigMismatch unless text hashes to expected; nothing to check without one (a run
+    outside the operator). The message never quotes the content."""
+    if not expected:
+        return
+    actual = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if not hmac.compare_digest(actual, expected):
+        raise ConfigMismatch(f"the config in {source} is not the one the operator wrote for this job (sha256 "
+                             f"{actual[:19]}…, expected {expected[:19]}… from ${CONFIG_DIGEST_ENV}): refusing to use "
+                             "it. Another object may hold the job's ConfigMap name; see the job's events")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +85,15 @@ class Runtime:
     # an out-of-memory attempt). Not part of the config hash: steps, gradients and data order are
     # the same, so checkpoints of the unsplit run resume as they are.
     micro_batch_split: int = 1
+    # Which checkpoint a relaunch may resume from (finetune_api.resume): RECORDED, only
+    # `resume_from`, the operator's record (none: step 0); LATEST, the newest of this job in the prefix.
+    resume_policy: str = resume.LATEST
+    resume_from: Optional[dict] = None  # {step, uri, digest}
+    # Caps on what the trainer reads (data.py), and the time one answerRegex match may take
+    # (evaluate.py): runtime.maxFileBytes / maxRowBytes / regexTimeoutSeconds, or FTO_* env.
+    max_file_bytes: int = 2 * 1024 ** 3
+    max_row_bytes: int = 4 * 1024 ** 2
+    regex_timeout_seconds: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +184,13 @@ def _cross_field_checks(spec: dict) -> list[str]:
         problems.append("spec.method.lora only applies to type lora or qlora")
     if ("uri" in spec["baseModel"]) == ("pvc" in spec["baseModel"]):
         problems.append("spec.baseModel needs exactly one of uri (s3://...) or pvc (claimName)")
+    answer_regex = (spec.get("evaluation") or {}).get("answerRegex")
+    if answer_regex:
+        import regex  # the library evaluate.py matches with: its syntax is what counts
+        try:
+            regex.compile(answer_regex)
+        except regex.error as err:
+            problems.append(f"spec.evaluation.answerRegex is not a valid regular expression: {err}")
     if d.get("completionJsonSchema"):
         try:
             json.loads(d["completionJsonSchema"])
@@ -192,9 +228,42 @@ def from_dict(doc: dict) -> TrainerConfig:
         termination_message_path=rt.get("terminationMessagePath", "/dev/termination-log"),
         micro_batch_split=_positive_int(os.environ.get("FTO_MICRO_BATCH_SPLIT") or rt.get("microBatchSplit") or 1,
                                         "FTO_MICRO_BATCH_SPLIT"),
+        **_resume(rt, spec),
+        **_input_limits(rt),
     )
     return TrainerConfig(JobIdentity(job["namespace"], job["name"], job["uid"], int(os.environ.get("FTO_TRAINER_ATTEMPT") or job.get("attempt", 1))),
                          spec, runtime)
+
+
+def _resume(rt: dict, spec: dict) -> dict:
+    """resume_policy and resume_from: a pointer ($FTO_RESUME_CHECKPOINT, else runtime.resumeFrom) means RECORDED."""
+    raw = os.environ.get(resume.RESUME_ENV) or rt.get("resumeFrom")
+    policy = rt.get("resumePolicy") or resume.LATEST
+    if policy not in resume.POLICIES:
+        raise ConfigError(f"runtime.resumePolicy must be one of {', '.join(resume.POLICIES)}, got {policy!r}")
+    if not raw:
+        return {"resume_policy": policy, "resume_from": None}
+    try:
+        return {"resume_policy": resume.RECORDED, "resume_from": resume.parse(raw, spec["output"]["uri"])}
+    except resume.PointerError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _input_limits(rt: dict) -> dict:
+    d = Runtime()
+    out = {}
+    for field, key, env, kind in (("max_file_bytes", "maxFileBytes", "FTO_MAX_FILE_BYTES", int),
+                                  ("max_row_bytes", "maxRowBytes", "FTO_MAX_ROW_BYTES", int),
+                                  ("regex_timeout_seconds", "regexTimeoutSeconds", "FTO_REGEX_TIMEOUT_SECONDS", float)):
+        raw = os.environ.get(env) or rt.get(key)
+        try:
+            value = kind(raw) if raw not in (None, "") else getattr(d, field)
+        except (TypeError, ValueError):
+            value = 0
+        if value <= 0:
+            raise ConfigError(f"runtime.{key} ({env}) must be a positive number, got {raw!r}")
+        out[field] = value
+    return out
 
 
 def _positive_int(value, what: str) -> int:
@@ -219,6 +288,7 @@ def load(path: Optional[str] = None, env=os.environ) -> TrainerConfig:
         text = env[CONFIG_ENV]
     else:
         raise ConfigError(f"no config: pass --config PATH or set {CONFIG_FILE_ENV} or {CONFIG_ENV}")
+    verify_digest(text, env.get(CONFIG_DIGEST_ENV), path or f"${CONFIG_ENV}")
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -64,21 +64,46 @@ def file_format(uri: str, declared: str) -> str:
     return "parquet" if uri.lower().endswith((".parquet", ".pq")) else "jsonl"
 
 
-def read_records(s3, uri: str, fmt: str, max_rows: Optional[int], report: DatasetReport
-                 ) -> Iterator[tuple[int, object]]:
-    """(line number, parsed record) per row; unparseable lines are reported, not yielded."""
+@dataclasses.dataclass(frozen=True)
+class InputLimits:
+    """How much of a dataset file the trainer reads: the file (bytes as stored) and one row. field names
+    the spec field the file came from, so the error says what to fix."""
+    max_file_bytes: int = 2 * 1024 ** 3
+    max_row_bytes: int = 4 * 1024 ** 2
+    field: str = "spec.dataset.uri"
+
+    @classmethod
+    def of(cls, cfg, field: str) -> "InputLimits":
+        rt = cfg.runtime
+        return cls(rt.max_file_bytes, rt.max_row_bytes, field)
+
+    def file_too_big(self, uri: str, size: int, read_so_far: bool = False) -> TrainerFailure:
+        what = f"more than {size} bytes" if read_so_far else f"{size} bytes"
+        return TrainerFailure(ExitCode.DATASET_INVALID,
+                              f"{self.field} {uri} is {what}, over the limit of {self.max_file_bytes} bytes per file "
+                              "(the trainer's runtime.maxFileBytes): split it into smaller files or ask the platform team")
+
+    def row_too_big(self, line: int, size: int) -> str:
+        return (f"line {line}: the row is {size} bytes, over the limit of {self.max_row_bytes} bytes per row "
+                f"(the trainer's runtime.maxRowBytes) in {self.field}")
+
+
+def read_records(s3, uri: str, fmt: str, max_rows: Optional[int], report: DatasetReport,
+                 limits: InputLimits = InputLimits()) -> Iterator[tuple[int, object]]:
+    """(line number, parsed record) per row; unparseable or oversized rows are reported, not yielded.
+    A file over limits.max_file_bytes fails the job (DatasetInvalid) before or while it is read."""
     bucket, key = s3mod.parse_uri(uri)
     with s3mod.errors(f"reading {uri}"):
         obj = s3.get_object(Bucket=bucket, Key=key)
     report.source_etag = obj.get("ETag", "").strip('"')
+    size = obj.get("ContentLength")
+    if size is not None and int(size) > limits.max_file_bytes:
+        raise limits.file_too_big(uri, int(size))
     count = 0
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-        with s3mod.errors(f"reading {uri}"):
-            table = pq.read_table(io.BytesIO(obj["Body"].read()))
-        rows = enumerate(table.to_pylist(), start=1)
+        rows = _parquet(obj["Body"], uri, report, limits)
     else:
-        rows = _jsonl(obj["Body"], report)
+        rows = _jsonl(obj["Body"], uri, report, limits)
     for line, record in rows:
         if max_rows is not None and count >= max_rows:
             return
@@ -86,8 +111,65 @@ def read_records(s3, uri: str, fmt: str, max_rows: Optional[int], report: Datase
         yield line, record
 
 
-def _jsonl(body, report: DatasetReport):
-    for line, raw in enumerate(body.iter_lines(), start=1):
+def _parquet(body, uri: str, report: DatasetReport, limits: InputLimits):
+    import pyarrow.parquet as pq
+    with s3mod.errors(f"reading {uri}"):
+        raw = body.read(limits.max_file_bytes + 1)  # the store's ContentLength is not trusted alone
+    if len(raw) > limits.max_file_bytes:
+        raise limits.file_too_big(uri, limits.max_file_bytes, read_so_far=True)
+    with s3mod.errors(f"reading {uri}"):
+        table = pq.read_table(io.BytesIO(raw))
+    del raw
+    for line, record in enumerate(table.to_pylist(), start=1):
+        size = len(json.dumps(record, default=str).encode())
+        if size > limits.max_row_bytes:
+            report.add_error(limits.row_too_big(line, size))
+            continue
+        yield line, record
+
+
+def bounded_lines(chunks, max_row_bytes: int, max_file_bytes: int):
+    """(line number, the line's bytes, 0) per line of a byte stream, or (line number, None, its size) for a
+    line over max_row_bytes, whose bytes are skipped, never held. OverflowError(bytes read) once more than
+    max_file_bytes were read."""
+    pending, skipping, line, total = b"", 0, 0, 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > max_file_bytes:
+            raise OverflowError(total)
+        parts = chunk.split(b"\n")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if skipping:
+                skipping += len(part)
+            elif len(pending) + len(part) > max_row_bytes:
+                skipping, pending = len(pending) + len(part), b""
+            else:
+                pending += part
+            if last:
+                break
+            line += 1
+            yield (line, None, skipping) if skipping else (line, pending, 0)
+            pending, skipping = b"", 0
+    if pending or skipping:
+        yield (line + 1, None, skipping) if skipping else (line + 1, pending, 0)
+
+
+def _jsonl(body, uri: str, report: DatasetReport, limits: InputLimits):
+    chunks = body.iter_chunks(1024 * 1024) if hasattr(body, "iter_chunks") else iter(lambda: body.read(1024 * 1024), b"")
+    lines = bounded_lines(chunks, limits.max_row_bytes, limits.max_file_bytes)
+    while True:
+        try:
+            with s3mod.errors(f"reading {uri}"):
+                item = next(lines, None)
+        except OverflowError as err:
+            raise limits.file_too_big(uri, int(err.args[0]), read_so_far=True) from None
+        if item is None:
+            return
+        line, raw, skipped = item
+        if raw is None:
+            report.add_error(limits.row_too_big(line, skipped))
+            continue
         if not raw.strip():
             continue
         try:
@@ -223,7 +305,8 @@ def load(cfg, s3, tokenizer) -> tuple[list, list, DatasetReport]:
     val: list = []
     if ds.get("validationUri"):
         val_report = DatasetReport()
-        val = _examples(s3, ds["validationUri"], cfg, encoder, validator, val_report, None)
+        val = _examples(s3, ds["validationUri"], cfg, encoder, validator, val_report, None,
+                        field="spec.dataset.validationUri")
         for e in val_report.errors:
             report.add_error(f"validation data {e}")
         report.error_count += max(0, val_report.error_count - len(val_report.errors))
@@ -255,7 +338,8 @@ def load_regression_set(cfg, s3, tokenizer) -> list:
     report = DatasetReport()
     from .config import DEFAULT_FIELDS
     out = _examples(s3, uri, cfg, Encoder(tokenizer, cfg.training["maxSeqLength"]), None, report, None,
-                    fmt="promptCompletion", fields=DEFAULT_FIELDS["promptCompletion"])
+                    fmt="promptCompletion", fields=DEFAULT_FIELDS["promptCompletion"],
+                    field="spec.evaluation.regressionUri")
     if report.error_count:
         raise TrainerFailure(ExitCode.DATASET_INVALID,
                              f"{report.error_count} invalid row(s) in {uri}:\n" + "\n".join(report.errors))
@@ -263,11 +347,13 @@ def load_regression_set(cfg, s3, tokenizer) -> list:
 
 
 def _examples(s3, uri: str, cfg, encoder: Encoder, validator, report: DatasetReport, max_rows,
-              fmt: Optional[str] = None, fields: Optional[dict] = None) -> list:
+              fmt: Optional[str] = None, fields: Optional[dict] = None, field: str = "spec.dataset.uri") -> list:
     fmt, fields, max_len = fmt or cfg.dataset["format"], fields or cfg.fields, cfg.training["maxSeqLength"]
     seen: set = set()
     out = []
-    for line, record in read_records(s3, uri, file_format(uri, cfg.dataset.get("fileFormat", "auto")), max_rows, report):
+    records = read_records(s3, uri, file_format(uri, cfg.dataset.get("fileFormat", "auto")), max_rows, report,
+                           InputLimits.of(cfg, field))
+    for line, record in records:
         problems: list = []
         digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).digest()
         if digest in seen:

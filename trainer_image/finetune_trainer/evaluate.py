@@ -10,8 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
+from typing import Optional
 
+# Not the standard library's re: `regex` takes a timeout per match, so a catastrophic answerRegex
+# (e.g. (a+)+$ over a long answer) costs at most that long instead of hanging the trainer. It ships
+# with transformers (its tokenizers use it) and reads re's syntax.
+import regex
 import torch
 
 from .data import IGNORE
@@ -42,6 +46,25 @@ def _answer(model, tokenizer, prompt_ids: list, max_new_tokens: int, device) -> 
     return tokenizer.decode(out[0, input_ids.shape[1]:], skip_special_tokens=True).strip()
 
 
+REGEX_TIMEOUT_SECONDS = 1.0
+
+
+def compile_answer_regex(pattern: str):
+    """spec.evaluation.answerRegex compiled as the checks use it; ValueError naming the field if invalid."""
+    try:
+        return regex.compile(pattern, regex.DOTALL)
+    except regex.error as err:
+        raise ValueError(f"spec.evaluation.answerRegex is not a valid regular expression: {err}") from None
+
+
+def regex_fullmatch(pattern, text: str, timeout: float) -> Optional[bool]:
+    """Whether text fully matches; None when the match ran past timeout seconds (counted as no match)."""
+    try:
+        return pattern.fullmatch(text, timeout=timeout) is not None
+    except TimeoutError:
+        return None
+
+
 def json_compliant(text: str, validator) -> bool:
     try:
         value = json.loads(text)
@@ -52,22 +75,23 @@ def json_compliant(text: str, validator) -> bool:
 
 @torch.no_grad()
 def task_checks(model, tokenizer, samples: list, device, json_schema: str | None, answer_regex: str | None = None,
-                max_new_tokens: int = 128) -> dict:
-    """samples: [(prompt token ids, reference answer)]. Scores the adapter and the base model."""
+                max_new_tokens: int = 128, regex_timeout: float = REGEX_TIMEOUT_SECONDS) -> dict:
+    """samples: [(prompt token ids, reference answer)]. Scores the adapter and the base model. With an
+    answerRegex, <prefix>regex_timeouts counts answers whose match ran past regex_timeout seconds."""
     if not samples:
         return {}
     validator = None
     if json_schema:
         import jsonschema
         validator = jsonschema.Draft202012Validator(json.loads(json_schema))
-    pattern = re.compile(answer_regex, re.DOTALL) if answer_regex else None
+    pattern = compile_answer_regex(answer_regex) if answer_regex else None
     model.eval()
     scores: dict = {}
     variants = [("", contextlib.nullcontext)]
     if hasattr(model, "disable_adapter"):
         variants.append(("base_", model.disable_adapter))
     for prefix, context in variants:
-        exact = compliant = matched = 0
+        exact = compliant = matched = timeouts = 0
         with context():
             for prompt_ids, reference in samples:
                 # An answer much longer than the reference is wrong anyway: stop generating there.
@@ -77,12 +101,15 @@ def task_checks(model, tokenizer, samples: list, device, json_schema: str | None
                 if json_schema:
                     compliant += json_compliant(answer, validator)
                 if pattern:
-                    matched += bool(pattern.fullmatch(answer))
+                    hit = regex_fullmatch(pattern, answer, regex_timeout)
+                    matched += bool(hit)
+                    timeouts += hit is None
         scores[f"{prefix}exact_match"] = exact / len(samples)
         if json_schema:
             scores[f"{prefix}format_compliance"] = compliant / len(samples)
         if pattern:
             scores[f"{prefix}regex_match"] = matched / len(samples)
+            scores[f"{prefix}regex_timeouts"] = timeouts
     model.train()
     return scores
 

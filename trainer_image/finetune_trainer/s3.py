@@ -12,6 +12,7 @@ import contextlib
 from pathlib import Path
 from typing import Iterator, Optional
 
+from finetune_api import endpoints
 from finetune_api import s3 as s3api
 from finetune_api.s3 import DENIED, NOT_FOUND, classify, is_not_found, join, parse_uri
 
@@ -22,6 +23,11 @@ __all__ = ["client", "delete_prefix", "download_prefix", "ensure_bucket", "error
 
 
 def client(endpoint: Optional[str] = None, region: Optional[str] = None):
+    if endpoint:
+        try:
+            endpoints.require_safe(endpoint, "spec.credentials.endpoint")
+        except endpoints.UnsafeEndpoint as err:
+            raise TrainerFailure(ExitCode.INVALID_CONFIG, str(err)) from None
     import boto3
     from botocore.config import Config
     return boto3.client("s3", endpoint_url=endpoint or None, region_name=region or None,

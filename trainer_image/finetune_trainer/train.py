@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from finetune_api import manifest as manifestmod
+from finetune_api import manifest as manifestmod, resume
 
 from . import __version__, batching, checkpoint, data, evaluate, model as modelmod, parallel, s3 as s3mod
 from .config import TrainerConfig
@@ -76,6 +76,7 @@ class Recipe:
         self.dist = Distributed()
         self.reporter = Reporter(cfg.job.namespace, cfg.job.name, enabled=self.dist.main)
         self.preempted = False
+        self.last_checkpoint = None  # {step, uri, digest} of the newest checkpoint this run saved
         self.t_start = time.monotonic()
 
     # --- setup ------------------------------------------------------------------------------
@@ -156,44 +157,45 @@ class Recipe:
         scheduler = get_scheduler(t["lrScheduler"], optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
 
         step, epoch, batch_index, best, best_uri, bad_evals, tokens_seen = 0, 0, 0, None, None, 0, 0
-        initial_loss = None
-        resumed = checkpoint.latest(s3, cfg.output_uri, cfg.job.key, cfg.config_hash)
+        initial_loss, best_digest = None, None
+        resumed = checkpoint.resume_point(s3, cfg)
         if resumed:
-            uri, state = resumed
-            trainable, rest = checkpoint.load(s3, uri, dist.device)
+            uri, digest = resumed
+            trainable, rest, state = checkpoint.load(s3, uri, dist.device, digest)
             parallel.load_trainable_state(trainer, model, trainable)
             parallel.load_optimizer_state(trainer, optimizer, rest["optimizer"])
             scheduler.load_state_dict(rest["scheduler"])
             checkpoint.set_rng_state(rest["rng"])
             step, epoch, batch_index = state["step"], state["epoch"], state["batchIndex"]
             best, best_uri, bad_evals = state.get("best"), state.get("bestUri"), state.get("badEvals", 0)
+            best_digest = state.get("bestDigest")
             tokens_seen = state.get("tokensSeen", 0)
             initial_loss = state.get("initialEvalLoss")
-            for _, kept, st in checkpoint.list_valid(s3, cfg.output_uri):
-                self.reporter.add_checkpoint({"step": st["step"], "uri": kept, "evalLoss": st.get("evalLoss")})
+            self._report_resumed(s3, uri, digest, state)
             log.info("attempt %d: resumed from %s at step %d", cfg.job.attempt, uri, step)
         elif cfg.job.attempt > 1:
             log.info("attempt %d: no checkpoint of this job yet, starting from step 0", cfg.job.attempt)
         self.reporter.update(phase="training", step=step, totalSteps=total_steps, resumedFrom=resumed and resumed[0])
 
-        def save(at_step: int, metrics: dict | None = None) -> str | None:
-            uri = None
+        def save(at_step: int, metrics: dict | None = None) -> tuple[str | None, str | None]:
+            uri = digest = None
             trainable = parallel.trainable_state(trainer, model)  # collective under FSDP: every rank gathers
             optimizer_state = parallel.optimizer_state(trainer, optimizer)
             if dist.main:
-                uri = checkpoint.save(s3, cfg.output_uri, at_step, {"epoch": epoch, "batchIndex": batch_index},
-                                      trainable, optimizer_state, scheduler.state_dict(),
-                                      {"job": cfg.job.key, "configHash": cfg.config_hash, "best": best,
-                                       "bestUri": best_uri, "badEvals": bad_evals, "tokensSeen": tokens_seen,
-                                       "initialEvalLoss": initial_loss,
-                                       "evalLoss": (metrics or {}).get("eval_loss")})
-                self.reporter.add_checkpoint({"step": at_step, "uri": uri, "evalLoss": (metrics or {}).get("eval_loss"),
+                uri, digest = checkpoint.save(
+                    s3, cfg.output_uri, at_step, {"epoch": epoch, "batchIndex": batch_index},
+                    trainable, optimizer_state, scheduler.state_dict(),
+                    {"job": cfg.job.key, "configHash": cfg.config_hash, "best": best, "bestUri": best_uri,
+                     "bestDigest": best_digest, "badEvals": bad_evals, "tokensSeen": tokens_seen,
+                     "initialEvalLoss": initial_loss, "evalLoss": (metrics or {}).get("eval_loss")})
+                self.last_checkpoint = {"step": at_step, "uri": uri, "digest": digest}
+                self.reporter.add_checkpoint({**self.last_checkpoint, "evalLoss": (metrics or {}).get("eval_loss"),
                                               "savedAt": _now()})
                 checkpoint.prune(s3, cfg.output_uri, t["keepCheckpoints"], protect=best_uri or uri)
                 kept = {u for _, u, _ in checkpoint.list_valid(s3, cfg.output_uri)}
                 self.reporter.forget_checkpoints(kept)
             dist.barrier()
-            return uri
+            return uri, digest
 
         # --- the loop ---------------------------------------------------------------------------
         es = cfg.early_stopping
@@ -269,7 +271,7 @@ class Recipe:
                     value = metrics[es["metric"]]
                     if best is None or value < best - es["minDelta"]:
                         best, bad_evals = value, 0
-                        best_uri = save(step, metrics)
+                        best_uri, best_digest = save(step, metrics)
                     else:
                         bad_evals += 1
                         stop = bad_evals >= es["patience"]
@@ -281,14 +283,14 @@ class Recipe:
             if dist.any(self.preempted):
                 save(step, metrics)
                 raise TrainerFailure(ExitCode.PREEMPTED, f"stopped by SIGTERM at step {step}; checkpoint saved, "
-                                     "resume by relaunching the same job", step=step)
+                                     "resume by relaunching the same job", step=step, checkpoint=self.last_checkpoint)
             stop = dist.any(stop)
 
         # --- the result ---------------------------------------------------------------------------
         # Every rank takes part until the states are gathered (collectives under FSDP); rank 0 writes.
         self.reporter.update(phase="evaluating")
-        if es and best_uri:
-            trainable, _ = checkpoint.load(s3, best_uri, dist.device)
+        if es and best_uri:  # read back from the prefix: only if it is still what was written
+            trainable, _, _ = checkpoint.load(s3, best_uri, dist.device, best_digest)
             parallel.load_trainable_state(trainer, model, trainable)
             metrics = {}
         if val_set and not metrics:
@@ -302,7 +304,8 @@ class Recipe:
                 ev = cfg.spec.get("evaluation") or {}
                 samples = evaluate.held_out_prompts(val_set, tokenizer, ev.get("samples", 16))
                 metrics.update(evaluate.task_checks(model, tokenizer, samples, dist.device,
-                                                    cfg.dataset.get("completionJsonSchema"), ev.get("answerRegex")))
+                                                    cfg.dataset.get("completionJsonSchema"), ev.get("answerRegex"),
+                                                    regex_timeout=cfg.runtime.regex_timeout_seconds))
             elif val_set:
                 log.info("generation checks are skipped under fsdp (the model is sharded across processes)")
             if initial_loss is not None:
@@ -314,6 +317,19 @@ class Recipe:
         dist.barrier()
         dist.close()
         return result
+
+    def _report_resumed(self, s3, uri: str, digest, state: dict) -> None:
+        """The checkpoints kept so far, for /progress: under RECORDED only those whose digest is known."""
+        if self.cfg.runtime.resume_policy != resume.RECORDED:
+            for _, kept, st in checkpoint.list_valid(s3, self.cfg.output_uri):
+                self.reporter.add_checkpoint({"step": st["step"], "uri": kept, "evalLoss": st.get("evalLoss")})
+            return
+        best_uri, best_digest = state.get("bestUri"), state.get("bestDigest")
+        if best_uri and best_uri != uri and resume.is_digest(best_digest):
+            self.reporter.add_checkpoint({"step": int(best_uri.rsplit("step-", 1)[-1]), "uri": best_uri,
+                                          "digest": best_digest})
+        self.reporter.add_checkpoint({"step": state["step"], "uri": uri, "digest": digest,
+                                      "evalLoss": state.get("evalLoss")})
 
     def _micro_batch_budget(self, plan_for) -> int:
         t = self.cfg.training

@@ -1,9 +1,8 @@
 """The trainer pod template shared by the validate-only pod and the trainer Job."""
 from __future__ import annotations
 
-import json
-
 from . import names, trainer_config
+from . import scheduling as sched
 from .settings import OperatorSettings
 
 GPU = "nvidia.com/gpu"
@@ -86,20 +85,13 @@ def template(ftj: dict, settings: OperatorSettings, component: str, args: list, 
         "volumes": volumes,
     }
     if scheduling:
-        r = spec.get("resources") or {}
-        selector = dict(r.get("nodeSelector") or {})
-        if r.get("gpuProduct"):
-            selector[GPU_PRODUCT_LABEL] = r["gpuProduct"]
-        if selector:
-            pod_spec["nodeSelector"] = selector
-        for key, field in (("affinity", "affinity"), ("tolerations", "tolerations"),
-                           ("priorityClassName", "priorityClassName")):
-            if r.get(field):
-                pod_spec[key] = r[field]
+        pod_spec.update(scheduling_fields(spec, ftj["metadata"].get("namespace", ""), settings.scheduling_policy))
     labels = {**names.labels(name, component), **(extra_labels or {})}
     extra = extra_pod_annotations(ftj, names.POD_ANNOTATIONS_ANNOTATION)
     if component == "trainer":
         extra.update(extra_pod_annotations(ftj, names.TRAINER_POD_ANNOTATIONS_ANNOTATION))
+    ns = ftj["metadata"].get("namespace", "")
+    extra = {k: v for k, v in extra.items() if sched.annotation_allowed(k, ns, settings.scheduling_policy)}
     annotations = {**extra, "prometheus.io/scrape": "true",
                    "prometheus.io/port": str(settings.metrics_port), names.FINETUNEJOB_ANNOTATION: name}
     return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}
@@ -107,13 +99,31 @@ def template(ftj: dict, settings: OperatorSettings, component: str, args: list, 
 
 def extra_pod_annotations(ftj: dict, key: str) -> dict:
     """The FineTuneJob's annotation `key` (a JSON object of strings) as pod annotations; ignored if malformed."""
-    raw = (ftj["metadata"].get("annotations") or {}).get(key)
-    if not raw:
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        return {}
-    if not isinstance(parsed, dict):
-        return {}
-    return {str(k): str(v) for k, v in parsed.items()}
+    return sched.parse_annotation_map((ftj["metadata"].get("annotations") or {}).get(key))
+
+
+def scheduling_fields(spec: dict, namespace: str, policy) -> dict:
+    """The pod spec's nodeSelector, tolerations, affinity and priorityClassName from spec.resources, keeping
+    only what the namespace's scheduling policy allows. scheduling.refusal says the same in words for a
+    condition; dropping here keeps the pod safe whatever path built it."""
+    r = spec.get("resources") or {}
+    allowed = sched.allowed_for(policy, namespace)
+    out = {}
+    selector = dict(r.get("nodeSelector") or {})
+    if r.get("gpuProduct"):
+        selector[GPU_PRODUCT_LABEL] = r["gpuProduct"]
+    if allowed is not None:
+        selector = {k: v for k, v in selector.items() if k in allowed["nodeSelectorKeys"]}
+    if selector:
+        out["nodeSelector"] = selector
+    tolerations = [t for t in r.get("tolerations") or []
+                   if t.get("key") and (allowed is None or t["key"] in allowed["tolerationKeys"])]
+    if tolerations:
+        out["tolerations"] = tolerations
+    affinity = r.get("affinity")
+    if affinity and not sched.spec_problems({"resources": {"affinity": affinity}}, namespace, policy):
+        out["affinity"] = affinity
+    pc = r.get("priorityClassName")
+    if pc and (allowed is None or pc in allowed["priorityClassNames"]):
+        out["priorityClassName"] = pc
+    return out

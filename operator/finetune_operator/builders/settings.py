@@ -31,6 +31,20 @@ class OperatorSettings:
     progress_interval_seconds: float = 3.0
     # Default Prometheus for ModelVersion analysis and rollback queries.
     prometheus_url: str = ""
+    # Other Prometheus base URLs a ModelVersion's prometheusUrl may name (the default above always may),
+    # and the label every tenant selector is scoped by (modelversion/promql.py).
+    prometheus_allowed_urls: tuple = ()
+    prometheus_namespace_label: str = "namespace"
+    # Total deadlines and size caps of the operator's S3 reads (storage.py): one API call, retries
+    # included; one manifest's whole verification; what a manifest may list.
+    s3_call_seconds: float = 20.0
+    s3_verify_seconds: float = 120.0
+    max_manifest_bytes: int = 1 << 20
+    max_manifest_files: int = 1000
+    max_adapter_file_bytes: int = 4 << 30
+    # Which scheduling fields and pod annotations tenants may set, per namespace (builders/scheduling.py);
+    # None (FTO_SCHEDULING_POLICY unset or empty): not restricted beyond the built-in refusals.
+    scheduling_policy: Optional[dict] = None
 
     @classmethod
     def from_env(cls, env: Optional[dict] = None) -> "OperatorSettings":
@@ -54,4 +68,13 @@ class OperatorSettings:
             max_gpus_per_namespace=opt_int("FTO_MAX_GPUS_PER_NAMESPACE"),
             progress_interval_seconds=float(env.get("FTO_PROGRESS_INTERVAL_SECONDS", d.progress_interval_seconds)),
             prometheus_url=env.get("FTO_PROMETHEUS_URL", d.prometheus_url),
+            prometheus_allowed_urls=tuple(u.strip() for u in env.get("FTO_PROMETHEUS_ALLOWED_URLS", "").split(",")
+                                          if u.strip()),
+            prometheus_namespace_label=env.get("FTO_PROMETHEUS_NAMESPACE_LABEL") or d.prometheus_namespace_label,
+            s3_call_seconds=float(env.get("FTO_S3_CALL_SECONDS") or d.s3_call_seconds),
+            s3_verify_seconds=float(env.get("FTO_S3_VERIFY_SECONDS") or d.s3_verify_seconds),
+            max_manifest_bytes=int(env.get("FTO_MAX_MANIFEST_BYTES") or d.max_manifest_bytes),
+            max_manifest_files=int(env.get("FTO_MAX_MANIFEST_FILES") or d.max_manifest_files),
+            max_adapter_file_bytes=int(env.get("FTO_MAX_ADAPTER_FILE_BYTES") or d.max_adapter_file_bytes),
+            scheduling_policy=json.loads(env["FTO_SCHEDULING_POLICY"]) if env.get("FTO_SCHEDULING_POLICY") else None,
         )

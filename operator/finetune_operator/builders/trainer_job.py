@@ -33,9 +33,11 @@ def trainer_args(spec: dict, job: str, settings: OperatorSettings) -> list:
 
 
 def trainer_job(ftj: dict, attempt: int, settings: OperatorSettings,
-                deadline_left: int | None = None, suspend: bool = False) -> dict:
+                deadline_left: int | None = None, suspend: bool = False, *, config_digest: str = "") -> dict:
     """The attempt's Job. deadline_left: seconds of spec.lifecycle.activeDeadlineSeconds not yet used
-    by earlier attempts (the deadline counts from the first start, not per attempt)."""
+    by earlier attempts (the deadline counts from the first start, not per attempt). config_digest:
+    trainer_config.digest of the config document the pods must find mounted (the reconciler always
+    passes it; empty only for a manifest rendered outside it)."""
     name, spec = ftj["metadata"]["name"], ftj["spec"]
     r, life = spec.get("resources") or {}, spec.get("lifecycle") or {}
     nodes, gpus = r.get("nodes", 1), r.get("gpusPerNode", 1)
@@ -44,7 +46,7 @@ def trainer_job(ftj: dict, attempt: int, settings: OperatorSettings,
     args = trainer_args(spec, job, settings)
     # The ConfigMap is shared by all attempts; the attempt number tells the trainer it is a relaunch
     # (it then resumes from the newest checkpoint of this job under spec.output.uri).
-    env = [{"name": "FTO_TRAINER_ATTEMPT", "value": str(attempt)}]
+    env = [{"name": "FTO_TRAINER_ATTEMPT", "value": str(attempt)}, *trainer_config.digest_env(config_digest)]
     split = int((ftj.get("status") or {}).get("microBatchSplit") or 1)
     if split > 1:  # spec.lifecycle.onOutOfMemory: SplitMicroBatch after an out-of-memory attempt
         env.append({"name": "FTO_MICRO_BATCH_SPLIT", "value": str(split)})

@@ -1,13 +1,16 @@
 """The validate-only pod: checks the dataset on a CPU before any GPU is requested."""
 from __future__ import annotations
 
-from . import names, pod
+from . import names, pod, trainer_config
 from .settings import OperatorSettings
 
 
-def validate_pod(ftj: dict, settings: OperatorSettings) -> dict:
+def validate_pod(ftj: dict, settings: OperatorSettings, *, config_digest: str = "") -> dict:
+    """config_digest: trainer_config.digest of the config document the pod must find mounted (the
+    reconciler always passes it)."""
     name = ftj["metadata"]["name"]
-    tpl = pod.template(ftj, settings, "validate", ["train", "--validate-only"], gpus=0, scheduling=False)
+    tpl = pod.template(ftj, settings, "validate", ["train", "--validate-only"], gpus=0, scheduling=False,
+                       extra_env=trainer_config.digest_env(config_digest))
     container = tpl["spec"]["containers"][0]
     container["resources"] = {"requests": {"cpu": settings.validate_cpu, "memory": settings.validate_memory},
                               "limits": {"memory": settings.validate_memory}}

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from .. import kube, metrics, status as st
 from ..builders import names, trainer_job
-from . import draft
+from . import children, draft
 from .snapshot import Snapshot
 
 GROUP, VERSION = "finetune.fto.dev", "v1alpha1"
 
 
-def _ignoring(status: int, call) -> None:
+def _ignoring(statuses, call) -> None:
+    """Runs call, treating the API errors with these statuses (an int or a tuple) as done."""
     from kubernetes.client.exceptions import ApiException
     try:
         call()
     except ApiException as err:
-        if err.status != status:
+        if err.status not in (statuses if isinstance(statuses, tuple) else (statuses,)):
             raise
 
 
@@ -32,26 +33,44 @@ def create(body: dict) -> None:
     _ignoring(409, call)
 
 
-def stop_trainer(ns: str, name: str, attempt: int) -> None:
-    """Deletes the attempt's Job (its pods get SIGTERM and checkpoint) and the validate pod."""
-    _ignoring(404, lambda: kube.batch().delete_namespaced_job(trainer_job.job_name(name, attempt), ns,
-                                                              propagation_policy="Background"))
-    _ignoring(404, lambda: kube.core().delete_namespaced_pod(names.child_name(name, "validate"), ns))
+def _delete_if_owned(read, delete, name: str, owner_uid: str, **options) -> None:
+    """Deletes the child `name` only if it is the owner's (children.owned), with its uid as the
+    delete's precondition: an object put in its place after the read is refused (409), not deleted."""
+    obj = kube.read_or_none(read, name)
+    if obj is None or not children.owned(obj, owner_uid):
+        return
+    body = {"preconditions": {"uid": children.uid_of(obj)}, **options}
+    _ignoring((404, 409), lambda: delete(name, body=body))
+
+
+def stop_trainer(ns: str, name: str, attempt: int, uid: str) -> None:
+    """Deletes the attempt's Job (its pods get SIGTERM and checkpoint) and the validate pod, if they are the job's."""
+    batch, core = kube.batch(), kube.core()
+    _delete_if_owned(lambda n, **k: batch.read_namespaced_job(n, ns, **k),
+                     lambda n, **k: batch.delete_namespaced_job(n, ns, **k), trainer_job.job_name(name, attempt), uid,
+                     propagationPolicy="Background")
+    _delete_if_owned(lambda n, **k: core.read_namespaced_pod(n, ns, **k),
+                     lambda n, **k: core.delete_namespaced_pod(n, ns, **k), names.child_name(name, "validate"), uid)
 
 
 def delete_children(ns: str, name: str, uid: str) -> None:
+    """TTL: the job's own Jobs, Services, validate pod and ConfigMap; objects of the same names or
+    labels that are not the job's are left alone."""
     batch, core = kube.batch(), kube.core()
     selector = f"finetune.fto.dev/job={name[:names.MAX_NAME]},app.kubernetes.io/managed-by={names.MANAGED_BY}"
-    owned = lambda o: any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or [])  # noqa: E731
     for job in kube.raw(batch.list_namespaced_job(ns, label_selector=selector, _preload_content=False))["items"]:
-        if owned(job):
-            _ignoring(404, lambda: batch.delete_namespaced_job(job["metadata"]["name"], ns,
-                                                               propagation_policy="Background"))
+        if children.owned(job, uid):
+            _ignoring((404, 409), lambda: batch.delete_namespaced_job(job["metadata"]["name"], ns, body={
+                "propagationPolicy": "Background", "preconditions": {"uid": children.uid_of(job)}}))
     for svc in kube.raw(core.list_namespaced_service(ns, label_selector=selector, _preload_content=False))["items"]:
-        if owned(svc):
-            _ignoring(404, lambda: core.delete_namespaced_service(svc["metadata"]["name"], ns))
-    _ignoring(404, lambda: core.delete_namespaced_pod(names.child_name(name, "validate"), ns))
-    _ignoring(404, lambda: core.delete_namespaced_config_map(names.child_name(name, "config"), ns))
+        if children.owned(svc, uid):
+            _ignoring((404, 409), lambda: core.delete_namespaced_service(svc["metadata"]["name"], ns, body={
+                "preconditions": {"uid": children.uid_of(svc)}}))
+    _delete_if_owned(lambda n, **k: core.read_namespaced_pod(n, ns, **k),
+                     lambda n, **k: core.delete_namespaced_pod(n, ns, **k), names.child_name(name, "validate"), uid)
+    _delete_if_owned(lambda n, **k: core.read_namespaced_config_map(n, ns, **k),
+                     lambda n, **k: core.delete_namespaced_config_map(n, ns, **k), names.child_name(name, "config"),
+                     uid)
 
 
 def patch_finalizers(s: Snapshot, finalizers: list, runtime) -> None:
@@ -71,11 +90,15 @@ def perform(s: Snapshot, actions, runtime) -> None:
             if a.body["kind"] == "ModelVersion" and runtime is not None:
                 runtime.enqueue("modelversions", ns, a.body["metadata"]["name"], delay=1.0)
         elif a.kind == draft.STOP_TRAINER:
-            stop_trainer(ns, name, s.attempt)
+            stop_trainer(ns, name, s.attempt, s.meta["uid"])
         elif a.kind == draft.DELETE_CHILDREN:
             delete_children(ns, name, s.meta["uid"])
-        elif a.kind == draft.SET_JOB_SUSPEND:
-            kube.batch().patch_namespaced_job(a.name, ns, {"spec": {"suspend": a.value}})
+        elif a.kind == draft.DELETE_CONFIG_MAP:  # observe saw it ours; the uid guards the time since
+            _ignoring((404, 409), lambda: kube.core().delete_namespaced_config_map(
+                a.name, ns, body={"preconditions": {"uid": a.value}}))
+        elif a.kind == draft.SET_JOB_SUSPEND:  # the uid: refused if the name now holds another Job
+            kube.batch().patch_namespaced_job(a.name, ns, {"metadata": {"uid": children.uid_of(s.job or {})},
+                                                           "spec": {"suspend": a.value}})
         elif a.kind == draft.PATCH_FINALIZERS:
             patch_finalizers(s, a.value, runtime)
         elif a.kind == draft.WAKE_NAMESPACE and runtime is not None:

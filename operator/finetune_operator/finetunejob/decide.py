@@ -12,9 +12,9 @@ import copy
 from typing import Optional
 
 from .. import cleanup, preflight, quota, status as st
-from ..builders import validate_pod
-from . import phase as ph
-from .draft import CREATE, PATCH_FINALIZERS, STOP_TRAINER, Decision, Draft, after_finish, ensure_config_map, fail
+from ..builders import names, scheduling, validate_pod
+from . import children, phase as ph
+from .draft import CREATE, PATCH_FINALIZERS, STOP_TRAINER, Decision, Draft, after_finish, config_for_pods, fail
 from .snapshot import Snapshot
 from .train import train
 
@@ -41,6 +41,8 @@ def _route(d: Draft) -> Optional[float]:
     left = d.deadline_left()
     if left is not None and left <= 0:
         return _deadline_exceeded(d)
+    if s.conflicts:
+        return _child_name_conflict(d)
     if d.cond(st.VALIDATED) != "True":
         return _validation(d)
     return train(d)
@@ -55,7 +57,8 @@ def _finish(d: Draft) -> None:
     if ph.moved_backwards(old, d.status):  # a late or stale read: keep what the last pass saw
         d.set(**{k: old[k] for k in ("phase", "reason", "message", "conditions") if k in old})
     _account_gpu_seconds(d)
-    if (d.status["phase"], d.status["reason"]) != (old.get("phase"), old.get("reason")):
+    moved = (d.status["phase"], d.status["reason"]) != (old.get("phase"), old.get("reason"))
+    if moved and d.status["reason"] != children.REASON:  # _child_name_conflict posts its own Warning
         warn = d.status["phase"] == "Failed" or d.status["reason"] == st.REASON_RETRYING
         d.event("Warning" if warn else "Normal", d.status["reason"], d.status["message"])
 
@@ -84,6 +87,19 @@ def _cancel(d: Draft) -> Optional[float]:
     return after_finish(d)
 
 
+def _child_name_conflict(d: Draft) -> Optional[float]:
+    """A child's name is taken by an object that is not this job's: report it (a Warning when the
+    message is new), create nothing, look again shortly: the job continues once it is gone."""
+    s = d.s
+    message = children.message(s.conflicts)
+    ctype = st.RUNNING if d.cond(st.VALIDATED) == "True" else st.VALIDATED
+    old = next((c for c in s.conditions if c.get("type") == ctype), {})
+    d.condition(ctype, False, children.REASON, message)
+    if (old.get("reason"), old.get("message")) != (children.REASON, message):
+        d.event("Warning", children.REASON, message)
+    return d.with_deadline(children.RECHECK_SECONDS)
+
+
 def _deadline_exceeded(d: Draft) -> Optional[float]:
     d.act(STOP_TRAINER)
     return fail(d, st.REASON_DEADLINE, f"spec.lifecycle.activeDeadlineSeconds ({d.s.life['activeDeadlineSeconds']}s) "
@@ -92,6 +108,10 @@ def _deadline_exceeded(d: Draft) -> Optional[float]:
 
 # --- preflight and validation ------------------------------------------------------------------
 def _preflight_problem(s: Snapshot) -> Optional[tuple[str, str]]:
+    refused = scheduling.refusal(s.obj, s.settings.scheduling_policy,
+                                 (names.POD_ANNOTATIONS_ANNOTATION, names.TRAINER_POD_ANNOTATIONS_ANNOTATION))
+    if refused:
+        return refused
     p = s.preflight
     if p is None:
         return None
@@ -108,8 +128,10 @@ def _validation(d: Draft) -> Optional[float]:
         if problem:
             d.condition(st.VALIDATED, False, *problem)
             return fail(d, *problem)
-        ensure_config_map(d)
-        body = validate_pod.validate_pod(s.obj, s.settings)
+        digest = config_for_pods(d)
+        if digest is None:
+            return 1.0
+        body = validate_pod.validate_pod(s.obj, s.settings, config_digest=digest)
         d.act(CREATE, body=body)
         pod = body
     d.set(validationPod=pod["metadata"]["name"])

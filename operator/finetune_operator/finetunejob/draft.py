@@ -18,6 +18,7 @@ STOP_TRAINER = "StopTrainer"       # delete the attempt's Job (SIGTERM, checkpoi
 SET_JOB_SUSPEND = "SetJobSuspend"  # name, value
 PATCH_FINALIZERS = "PatchFinalizers"  # value: the list
 WAKE_NAMESPACE = "WakeNamespace"   # jobs queued behind the caps look again
+DELETE_CONFIG_MAP = "DeleteConfigMap"  # name, value: its uid (the delete's precondition)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +108,15 @@ def fail(d: Draft, reason: str, message: str) -> Optional[float]:
     return after_finish(d)
 
 
-def ensure_config_map(d: Draft) -> None:
-    if not d.s.config_map_exists:
-        d.act(CREATE, body=trainer_config.config_map(d.s.obj, d.s.attempt, d.s.settings))
+def config_for_pods(d: Draft) -> Optional[str]:
+    """The digest of the config the next pod mounts, creating the ConfigMap if it is not there; None
+    while an outdated one of ours (the spec or the operator's settings changed since) is replaced:
+    it is immutable, so it is deleted now and written again on the next pass."""
+    body = trainer_config.config_map(d.s.obj, d.s.settings)
+    cm = d.s.config_map
+    if cm is None:
+        d.act(CREATE, body=body)
+    elif (cm.get("data") or {}) != body["data"] or not cm.get("immutable"):
+        d.act(DELETE_CONFIG_MAP, name=cm["metadata"]["name"], value=cm["metadata"].get("uid", ""))
+        return None
+    return trainer_config.digest(body["data"][trainer_config.CONFIG_KEY])

@@ -10,8 +10,9 @@ from typing import Optional
 
 from finetune_api import progress
 
-from .. import kube, quota, status as st, storage
+from .. import credentials, deadline, kube, quota, s3access, status as st, storage
 from ..builders import names, trainer_job
+from . import children
 from .snapshot import Capacity, Preflight, Snapshot, Verified, attempt_of, caps_enabled, defaulted_spec
 from .train import lead_pod
 
@@ -31,29 +32,44 @@ def observe(obj: dict, settings) -> Snapshot:
     if status.get("phase") in st.TERMINAL or spec["lifecycle"]["cancel"]:
         return base
     ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-    core = kube.core()
+    core, uid = kube.core(), obj["metadata"]["uid"]
+    conflicts: list = []
     fields: dict = {}
     if st.condition_status(status.get("conditions"), st.VALIDATED) != "True":
-        pod = kube.read_or_none(lambda n, **k: core.read_namespaced_pod(n, ns, **k), names.child_name(name, "validate"))
+        pod = _read_owned(lambda n, **k: core.read_namespaced_pod(n, ns, **k), "Pod",
+                          names.child_name(name, "validate"), uid, conflicts)
         fields["validate_pod"] = pod
         if pod is None:
-            fields.update(preflight=_preflight(core, ns, obj["spec"]), config_map_exists=_config_map_exists(core, ns, name))
+            fields.update(preflight=_preflight(core, ns, obj["spec"]), config_map=_config_map(core, obj, conflicts))
         if st.pod_outcome(pod).state != "succeeded":
-            return dataclasses.replace(base, **fields)
-    fields.update(_attempt(core, obj, attempt_of(status), settings))
-    return dataclasses.replace(base, **fields)
+            return dataclasses.replace(base, conflicts=tuple(conflicts), **fields)
+    fields.update(_attempt(core, obj, attempt_of(status), settings, conflicts))
+    return dataclasses.replace(base, conflicts=tuple(conflicts), **fields)
 
 
-def _attempt(core, obj: dict, attempt: int, settings) -> dict:
-    """The attempt's Job and pods, and what they lead to: progress, the verified result."""
-    ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-    batch = kube.batch()
-    job = kube.read_or_none(lambda n, **k: batch.read_namespaced_job(n, ns, **k), trainer_job.job_name(name, attempt))
+def _read_owned(read, kind: str, name: str, owner_uid: str, conflicts: list) -> Optional[dict]:
+    """The child by its fixed name; None when absent, or when it is not the job's: anyone who may
+    create objects in the namespace can take the name first, so that one is only noted as a conflict."""
+    found = kube.read_or_none(read, name)
+    if found is None or children.owned(found, owner_uid):
+        return found
+    conflicts.append(children.Conflict(kind, name))
+    return None
+
+
+def _attempt(core, obj: dict, attempt: int, settings, conflicts: list) -> dict:
+    """The attempt's Job and pods (the Job's own: labels can be copied), and what they lead to:
+    progress, the verified result."""
+    ns, name, uid = obj["metadata"]["namespace"], obj["metadata"]["name"], obj["metadata"]["uid"]
+    batch, job_name = kube.batch(), trainer_job.job_name(name, attempt)
+    job = _read_owned(lambda n, **k: batch.read_namespaced_job(n, ns, **k), "Job", job_name, uid, conflicts)
     if job is None:
-        return {"job": None, "config_map_exists": _config_map_exists(core, ns, name)}
-    pods = tuple(kube.raw(core.list_namespaced_pod(
+        if (obj["spec"].get("resources") or {}).get("nodes", 1) > 1:  # the rendezvous Service
+            _read_owned(lambda n, **k: core.read_namespaced_service(n, ns, **k), "Service", job_name, uid, conflicts)
+        return {"job": None, "config_map": _config_map(core, obj, conflicts)}
+    pods = tuple(p for p in kube.raw(core.list_namespaced_pod(
         ns, label_selector=f"batch.kubernetes.io/job-name={job['metadata']['name']}",
-        _preload_content=False))["items"])
+        _preload_content=False))["items"] if children.owned(p, children.uid_of(job), children.JOB_OWNER))
     out = {"job": job, "pods": pods}
     state, lead = st.job_state(job, list(pods)), lead_pod(pods)
     if state == "running" and lead and (lead.get("status") or {}).get("podIP"):
@@ -95,19 +111,22 @@ def with_capacity(s: Snapshot) -> Snapshot:
                                                     tuple(waiting)))
 
 
-def _config_map_exists(core, ns: str, name: str) -> bool:
-    return kube.read_or_none(lambda n, **k: core.read_namespaced_config_map(n, ns, **k),
-                             names.child_name(name, "config")) is not None
+def _config_map(core, obj: dict, conflicts: list) -> Optional[dict]:
+    ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    return _read_owned(lambda n, **k: core.read_namespaced_config_map(n, ns, **k), "ConfigMap",
+                       names.child_name(name, "config"), obj["metadata"]["uid"], conflicts)
 
 
 def _preflight(core, ns: str, spec: dict) -> Preflight:
     creds = spec.get("credentials")
-    if creds:
-        secret = kube.read_or_none(lambda n, **k: core.read_namespaced_secret(n, ns, **k), creds["secretRef"]["name"])
-        try:
-            storage.credentials_from_secret(secret, creds)
-        except storage.StorageError as err:
-            return Preflight(credentials_problem=(err.reason, err.message))
+    try:  # opted-in Secret only (credentials.read); no credentials only where the admin allowed it
+        if creds:
+            storage.credentials_from_secret(credentials.read(core, ns, creds["secretRef"]["name"],
+                                                             "spec.credentials.secretRef"), creds)
+        elif (refused := s3access.identity_refusal(s3access.current(), ns)) is not None:
+            raise refused
+    except storage.StorageError as err:
+        return Preflight(credentials_problem=(err.reason, err.message))
     try:
         nodes = kube.raw(core.list_node(_preload_content=False))["items"]
     except _api_exception() as err:
@@ -119,10 +138,17 @@ def _preflight(core, ns: str, spec: dict) -> Preflight:
     return Preflight(nodes=tuple(nodes))
 
 
+PROGRESS_SECONDS, PROGRESS_MAX_BYTES = 2.0, 256 * 1024  # a pod of the tenant's namespace answers
+
+
 def _progress(ip: str, port: int) -> Optional[dict]:
     try:
-        with urllib.request.urlopen(f"http://{ip}:{port}{progress.PATH}", timeout=1) as resp:
-            doc = json.loads(resp.read())
+        with deadline.within(PROGRESS_SECONDS, "the trainer's /progress"), \
+                urllib.request.urlopen(f"http://{ip}:{port}{progress.PATH}", timeout=1) as resp:
+            body = resp.read(PROGRESS_MAX_BYTES + 1)
+        if len(body) > PROGRESS_MAX_BYTES:
+            return None
+        doc = json.loads(body)
     except (OSError, ValueError):
         return None  # not serving yet; the next pass tries again
     return doc if isinstance(doc, dict) else None

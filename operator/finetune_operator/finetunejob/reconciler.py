@@ -9,7 +9,7 @@ from typing import Callable, Optional
 from .. import cleanup, kube, storage
 from ..builders import names
 from ..builders.settings import OperatorSettings
-from . import act, observe
+from . import act, children, observe
 from .decide import decide
 from .snapshot import Snapshot, attempt_of
 
@@ -62,7 +62,7 @@ class Reconciler:
         if cleanup.FINALIZER not in finalizers:
             return None
         if self._children_still_running():
-            act.stop_trainer(meta["namespace"], meta["name"], attempt_of(self.obj.get("status") or {}))
+            act.stop_trainer(meta["namespace"], meta["name"], attempt_of(self.obj.get("status") or {}), meta["uid"])
             return 2.0
         try:
             self._delete_output()
@@ -77,11 +77,15 @@ class Reconciler:
         return None
 
     def _children_still_running(self) -> bool:
-        """True while trainer or validation pods may still write to the output prefix."""
-        ns, name = self.obj["metadata"]["namespace"], self.obj["metadata"]["name"]
+        """True while the job's trainer or validation pods may still write to the output prefix
+        (pods of its own Jobs, or its validate pod: another pod with the same labels does not count)."""
+        ns, name, uid = self.obj["metadata"]["namespace"], self.obj["metadata"]["name"], self.obj["metadata"]["uid"]
         selector = "finetune.fto.dev/job=" + names.labels(name, "trainer")["finetune.fto.dev/job"]
+        jobs = kube.raw(kube.batch().list_namespaced_job(ns, label_selector=selector, _preload_content=False))["items"]
+        owners = [(uid, children.FTJ_OWNER)] + [(children.uid_of(j), children.JOB_OWNER) for j in jobs if children.owned(j, uid)]
         pods = kube.raw(kube.core().list_namespaced_pod(ns, label_selector=selector, _preload_content=False))["items"]
-        return any((p.get("status") or {}).get("phase") not in ("Succeeded", "Failed") for p in pods)
+        return any((p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+                   for p in pods if any(children.owned(p, o, kind) for o, kind in owners))
 
     def _delete_output(self) -> None:
         ns, name, spec = self.obj["metadata"]["namespace"], self.obj["metadata"]["name"], self.obj["spec"]

@@ -57,7 +57,10 @@ class Snapshot:
     spec: dict                       # spec with the CRD defaults applied
     status: dict
     settings: OperatorSettings
-    config_map_exists: bool = True   # read only when a child that mounts it is about to be created
+    # <job>-config, read only when a child that mounts it is about to be created (None: not there).
+    config_map: Optional[dict] = None
+    # Children found by their fixed names that are not this job's (children.Conflict): never used.
+    conflicts: tuple = ()
     validate_pod: Optional[dict] = None
     job: Optional[dict] = None       # the current attempt's trainer Job
     pods: tuple = ()                 # that Job's pods

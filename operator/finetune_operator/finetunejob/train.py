@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from finetune_api import progress as progress_doc
+from finetune_api import progress as progress_doc, resume
 
 from .. import quota, status as st
-from ..builders import trainer_job
-from .draft import CREATE, SET_JOB_SUSPEND, Draft, ensure_config_map, fail
+from ..builders import trainer_config, trainer_job
+from .draft import CREATE, SET_JOB_SUSPEND, Draft, config_for_pods, fail
 from .snapshot import caps_enabled
 from .success import succeed
 
@@ -68,11 +68,15 @@ def _launch_or_wait(d: Draft) -> Optional[float]:
     s, attempt = d.s, d.s.attempt
     if not _admitted(d):
         return 5.0
-    ensure_config_map(d)
+    digest = config_for_pods(d)
+    if digest is None:
+        return 1.0
     if s.spec["resources"]["nodes"] > 1:
         d.act(CREATE, body=trainer_job.headless_service(s.obj, attempt, s.settings))
     left = d.deadline_left()
-    body = trainer_job.trainer_job(s.obj, attempt, s.settings, deadline_left=int(left) if left is not None else None)
+    body = trainer_job.trainer_job(s.obj, attempt, s.settings, deadline_left=int(left) if left is not None else None,
+                                   config_digest=digest)
+    body = trainer_config.with_resume(body, d.status)  # from the checkpoint this job recorded, if any
     d.act(CREATE, body=body)
     if attempt == 1:
         d.event("Normal", "TrainerLaunched", f"created Job {body['metadata']['name']}")
@@ -127,8 +131,7 @@ def _progress(d: Draft) -> None:
         progress["history"] = st.append_history((d.status.get("progress") or {}).get("history") or [], progress)
         d.set(progress=progress)
     if doc.get("checkpoints"):
-        d.set(checkpoints=[{k: c[k] for k in ("step", "uri", "evalLoss", "savedAt") if c.get(k) is not None}
-                           for c in doc["checkpoints"]])
+        d.set(checkpoints=resume.entries(doc["checkpoints"]))
 
 
 # --- suspend / resume --------------------------------------------------------------------------
@@ -179,6 +182,9 @@ def _attempt_failed(d: Draft, outcome: st.PodOutcome, job_reason: str) -> Option
     failure = {"reason": reason, "message": message[:4000], "retryable": retryable and attempt <= retry_limit}
     if {k: (d.status.get("lastFailure") or {}).get(k) for k in failure} != failure:
         d.set(lastFailure={**failure, "time": d.stamp})
+    stopped_at = (outcome.result or {}).get("checkpoint")  # saved as it stopped, maybe after the last poll
+    if isinstance(stopped_at, dict):
+        d.set(checkpoints=resume.merge(d.status.get("checkpoints"), stopped_at))
     if not retryable:
         return fail(d, reason, message)
     if attempt > retry_limit:

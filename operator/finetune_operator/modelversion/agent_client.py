@@ -7,7 +7,11 @@ import urllib.error
 import urllib.request
 from typing import Callable, Iterable, Optional
 
+from .. import deadline
 from .pods import Pod
+
+# An answer larger than this is refused unread (a state listing a few hundred adapters is ~100 KiB).
+MAX_RESPONSE_BYTES = 1 << 20
 
 
 class AgentError(Exception):
@@ -16,21 +20,39 @@ class AgentError(Exception):
         self.reason, self.message, self.status = reason, message, status
 
 
+def _read(resp, limit: int) -> bytes:
+    raw = resp.read(limit + 1)
+    if len(raw) > limit:
+        raise AgentError("BadResponse", f"answer larger than {limit} bytes")
+    return raw
+
+
 class Agent:
+    """One pod's agent. `timeout` bounds each call as a whole (connect, headers and body), not
+    only each socket read, so an agent that answers one byte at a time is cut off too."""
+
     def __init__(self, pod: Pod, port: int, token: str = "", timeout: float = 3.0):
         self.pod, self.base, self.token, self.timeout = pod, f"http://{pod.ip}:{port}", token, timeout
 
     def _call(self, method: str, path: str, body: Optional[dict] = None, timeout: Optional[float] = None) -> dict:
+        seconds = timeout or self.timeout
+        try:
+            with deadline.within(seconds, f"{self.base}{path}"):
+                return self._exchange(method, path, body, seconds)
+        except deadline.DeadlineExceeded as err:
+            raise AgentError("AgentTimeout", f"{self.base}{path}: no complete answer within {seconds:g} s") from err
+
+    def _exchange(self, method: str, path: str, body: Optional[dict], seconds: float) -> dict:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
-                raw = resp.read()
+            with urllib.request.urlopen(req, timeout=seconds) as resp:
+                raw = _read(resp, MAX_RESPONSE_BYTES)
         except urllib.error.HTTPError as err:
-            raw = err.read()
+            raw = err.read(64 << 10)
             try:
                 doc = json.loads(raw)
             except ValueError:

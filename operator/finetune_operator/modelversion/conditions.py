@@ -17,7 +17,7 @@ ARCHIVED = "Archived"
 WARNING_REASONS = frozenset({
     "DigestMismatch", "ManifestInvalid", "JobFailed", "IncompatibleAdapter", "GatesFailed", "PreloadFailed",
     "CanaryAborted", "RolledBack", "PromotionConflict", "NotFound", "AccessDenied", "CredentialsMissing",
-    "PodsUnreachable", "AnalysisFailed", "RollbackImpossible", "VersionSkew"})
+    "PodsUnreachable", "AnalysisFailed", "RollbackImpossible", "VersionSkew", "NotApproved"})
 
 
 def get(conditions: list, ctype: str) -> Optional[dict]:

@@ -23,8 +23,8 @@ import dataclasses
 import datetime
 from typing import Optional
 
-from . import analysis, canary, compatibility, conditions as cond, gates as gatesmod, naming, plan, production, \
-    record, register, skew
+from . import analysis, blind, canary, compatibility, conditions as cond, gates as gatesmod, naming, plan, \
+    production, record, register, skew
 from .pods import PodView, label_selector, served_by
 from .snapshot import (AGENT_ACTIONS, Count, Decision, Emit, Enqueue, Flip, Preload, Report, Snapshot, Unload,
                        Weights, WriteRecord, pods_of)
@@ -138,7 +138,7 @@ def decide(snap: Snapshot, now: float) -> Decision:
 
 def _by_record(p: Pass) -> Optional[float]:
     if production.is_production(p.rec, p.name):
-        return _production(p)
+        return _production(p) if production.serves(p.rec, p.name, p.stage) else _not_approved(p)
     if p.rec.holder() == p.name:
         return _promoting(p)
     gates_ok = _gates(p)
@@ -156,7 +156,7 @@ def _finish(p: Pass, requeue: Optional[float]) -> Decision:
     p.want["conditions"] = p.conditions
     p.want["observedGeneration"] = p.generation
     if p.target or p.asks_production():
-        p.want.setdefault("productionRecord", naming.record_name(p.model))
+        p.want.setdefault("productionRecord", p.s.record_at or record.record_name(p.ns, p.model))
     phase, reason, message = cond.phase_of(p.conditions)
     p.want.update(phase=phase, reason=reason, message=message[:32000])
     told = {a.reason for a in p.actions if isinstance(a, (Emit, Report))}
@@ -406,15 +406,21 @@ def analysis_wanted(mv: dict, rec: Optional[record.Record], now: float) -> Optio
         if rollout.get("strategy") == "Canary" and rec.promoting.get("step") is not None:
             return "canary", rollout["analysis"]
         return None
-    if production.is_production(rec, name) and not rec.holder() and bake_window_open(spec, rec, now):
+    if production.serves(rec, name, spec["stage"]) and not rec.holder() and \
+            bake_window_open(spec, rec, now, mv.get("status")):
         return "rollback", spec["rollback"]
     return None
 
 
-def bake_window_open(spec: dict, rec: record.Record, now: float) -> bool:
+def bake_window_open(spec: dict, rec: record.Record, now: float, status: Optional[dict] = None) -> bool:
+    """In spec.rollback's bake window, which every blind check so far (status.bakeWindow) extended."""
     rb = spec.get("rollback")
+    return bool(rb) and now < bake_window_end(rb, rec, now, status)
+
+
+def bake_window_end(rb: dict, rec: record.Record, now: float, status: Optional[dict] = None) -> float:
     promoted_at = epoch(rec.promoted_at) or now
-    return bool(rb) and now < promoted_at + float(rb["bakeWindowSeconds"])
+    return promoted_at + float(rb["bakeWindowSeconds"]) + blind.current(status, rec.promoted_at).extended
 
 
 def _canary(p: Pass, rollout: dict, old: str) -> Optional[float]:
@@ -492,16 +498,13 @@ def _production(p: Pass) -> Optional[float]:
         rec.decide(p.name, p.generation, record.WON, p.at)  # a spec edit of the version in effect
         p.write_record()
     rb = p.spec.get("rollback")
-    in_bake = bake_window_open(p.spec, rec, p.now)
+    in_bake = bake_window_open(p.spec, rec, p.now, p.status)
     a = p.s.analysis
     if in_bake and not rec.holder() and a is not None:
-        if a.error:
-            p.emit("Warning", "AnalysisFailed", f"rollback query failed: {a.error}")
-        elif analysis.breached(a.value, rb["threshold"], rb["comparison"]):
-            rolled_back = _rollback(p, a, rb)
-            if rolled_back is not _OK:
-                # No longer production: converging its alias now would flip the pods straight back to it.
-                return rolled_back
+        rolled_back = _bake_check(p, a, rb)
+        if rolled_back is not _OK:
+            # No longer production: converging its alias now would flip the pods straight back to it.
+            return rolled_back
     p.want["promotedAt"] = rec.promoted_at
     if rec.holder():
         # Another version is being promoted: it owns the aliases now; only keep new pods loaded.
@@ -515,6 +518,30 @@ def _production(p: Pass) -> Optional[float]:
     if in_bake:
         return max(0.2, min(CONVERGE_SECONDS, float(rb["intervalSeconds"])))
     return CONVERGE_SECONDS
+
+
+def _bake_check(p: Pass, a, rb: dict):
+    """One bake-window answer: a breach rolls back; a blind check (no answer, or no data) counts in
+    status.bakeWindow and extends the window; maxBlindChecks in a row apply spec.rollback.onBlind
+    (fail closed, blind.py). Events repeat word for word, so runtime/events.py folds them into one."""
+    window = blind.after_check(blind.current(p.status, p.rec.promoted_at), a, float(rb["intervalSeconds"]))
+    p.want["bakeWindow"] = blind.status_of(window, iso(bake_window_end(rb, p.rec, p.now, {
+        "bakeWindow": blind.status_of(window, "")})))
+    if not blind.is_blind(a):
+        if cond.status_of(p.conditions, blind.CONDITION) == "True":
+            p.cond(blind.CONDITION, False, "DataSeen", "the rollback query answers with data again")
+        return _rollback(p, a, rb) if analysis.breached(a.value, rb["threshold"], rb["comparison"]) else _OK
+    limit, on_blind = int(rb.get("maxBlindChecks") or blind.DEFAULT_MAX), rb.get("onBlind") or "Rollback"
+    if blind.exhausted(window, rb) and on_blind != "Hold":
+        return _rollback(p, a, rb, trigger="blind", blind_checks=window.blind_checks)
+    p.emit("Warning", "AnalysisFailed" if a.error else "AnalysisNoData",
+           f"rollback query blind: {blind.why(a)}; the bake window is extended while blind, and after {limit} "
+           f"blind checks in a row spec.rollback.onBlind {on_blind} applies")
+    if blind.exhausted(window, rb):
+        p.cond(blind.CONDITION, True, "Blind", f"{window.blind_checks} rollback checks in a row saw nothing "
+               f"({blind.why(a)}); holding (spec.rollback.onBlind Hold): still serving, the bake window does not "
+               "end while blind")
+    return _OK
 
 
 def _converge(p: Pass, in_bake: bool) -> None:
@@ -539,33 +566,37 @@ def _converge(p: Pass, in_bake: bool) -> None:
     else:
         p.cond(cond.READY, False, "Converging", f"alias {p.model} -> {served} on {on}/{total} pods" +
                (": " + "; ".join(f"{k}: {v}" for k, v in sorted(messages.items())) if messages else ""))
-    if not p.asks_production():
-        p.cond(cond.READY, True, "StillProduction", f"spec.stage is {p.stage} but no other version has replaced "
-                                                    "it: the alias keeps pointing here")
     restored = (rec.history[-1:] or [{}])[0].get("event") == "rolledBack"
     bake = p.spec.get("rollback")
     p.want["canary"] = None
     p.promoted(True, "ServingAgain" if restored else "Promoted",
                (f"serving again after {rec.history[-1].get('version')} was rolled back; " if restored else "") +
                f"alias {p.model} -> {served} on {on}/{total} pods" +
-               (f"; bake window until {iso(epoch(rec.promoted_at) + float(bake['bakeWindowSeconds']))}"
+               (f"; bake window until {iso(bake_window_end(bake, rec, p.now, p.want if 'bakeWindow' in p.want else p.status))}"
                 if in_bake and epoch(rec.promoted_at) else ""), ready=None)
 
 
-def _rollback(p: Pass, a, rb: dict):
+def _rollback(p: Pass, a, rb: dict, trigger: str = "analysis", blind_checks: int = 0):
     rec = p.rec
-    restored_name, restored_version, restored_served = rec.previous, rec.previous_version, rec.previous_served_name
+    # A previous version demoted or archived since (or deleted) is not served again: the base instead.
+    restorable = bool(rec.previous) and _restorable(p)
+    restored_name, restored_version, restored_served = \
+        (rec.previous, rec.previous_version, rec.previous_served_name) if restorable else ("", "", "")
     if not restored_name:  # the first version in production: back to the base model
         restored_served = next((v.base_name for v in p.views if v.ok and v.base_name), "")
         restored_version = production.BASE_VERSION
         if not restored_served:
-            p.emit("Warning", "RollbackImpossible", f"{a.query.strip()} = {a.value:g} breached, but there is no "
-                                                    "previous version and no pod reports its base model")
+            p.emit("Warning", "RollbackImpossible", f"{a.query.strip()}: " + (
+                f"{blind_checks} blind checks in a row" if trigger == "blind" else f"{a.value:g} breached") +
+                ", but there is no previous version and no pod reports its base model")
             return _OK  # stays production; the next breach tries again
     details = {"query": a.query, "value": a.value, "threshold": rb["threshold"],
-               "restoredVersion": restored_version, "trigger": "analysis"}
+               "restoredVersion": restored_version, "trigger": trigger,
+               **({"blindChecks": blind_checks} if trigger == "blind" else {})}
     # The record first: a SIGKILL after this point leaves the restored version in charge of the pods.
     rec.decide(p.name, p.generation, record.ROLLED_BACK, p.at, rollback=details)
+    if not restorable:
+        rec.previous = rec.previous_version = rec.previous_served_name = ""
     rec.restore_previous(p.at, base_served=restored_served)
     rec.log(p.at, "rolledBack", p.version)
     p.write_record()
@@ -574,15 +605,36 @@ def _rollback(p: Pass, a, rb: dict):
     total = len(p.views)
     p.act_on(Flip(pods_of(plan.to_flip(p.views, p.model, restored_served)), restored_served,
                   restore=(adapter, restored_version) if adapter else None, all_or_nothing=False, measure="rollback"))
-    p.count("ROLLBACKS", "analysis")
-    p.actions.append(Report("Warning", "RolledBack", f"{a.query.strip()} = "
-                            f"{analysis.describe(a.value, rb['threshold'], rb['comparison'])}: alias {p.model} "
+    p.count("ROLLBACKS", trigger)
+    seen = f"{blind_checks} checks in a row saw nothing ({blind.why(a)}; spec.rollback.onBlind Rollback)" \
+        if trigger == "blind" else analysis.describe(a.value, rb["threshold"], rb["comparison"])
+    p.actions.append(Report("Warning", "RolledBack", f"{a.query.strip()}: {seen}: alias {p.model} "
                             f"back to {restored_version}", total))
-    p.want["rollback"] = details
+    p.want["rollback"] = {k: v for k, v in details.items() if v is not None}
     p.want["rolledBackAt"] = p.at
     if restored_name:
         p.actions.append(Enqueue(restored_name))
     return _decided(p)
+
+
+def _restorable(p: Pass) -> bool:
+    """The previous version is restored only while its own spec.stage still says production."""
+    other = p.other(p.rec.previous)
+    return other is not None and (other.get("spec") or {}).get("stage") == "production"
+
+
+def _not_approved(p: Pass) -> Optional[float]:
+    """The record names this version but its spec.stage is not production (demoted or archived since,
+    or a record nobody approved): it is not served, so nothing is preloaded or flipped for it."""
+    if p.target:
+        p.want["servedBy"] = served_by(p.views, p.model, p.served())
+    p.want["canary"] = None
+    p.promoted(False, "NotApproved",
+               f"the production record names this version but spec.stage is {p.stage}: the operator serves a "
+               "version only when both say production, so nothing is loaded or flipped for it (pods whose alias "
+               "still routes here keep it until another version is promoted); set spec.stage to production "
+               "(promoter group) to serve it again, or promote another version")
+    return None
 
 
 # === everything else: how the last request was decided ==========================================================
@@ -623,8 +675,10 @@ def _rolled_back_status(p: Pass, d: dict, result: str) -> None:
     restored = "the base model" if rb.get("restoredVersion") == production.BASE_VERSION else \
         rb.get("restoredVersion") or "the previous version"
     seconds = p.want["rollback"].get("seconds")
+    seen = f"{rb.get('blindChecks')} checks in a row had no answer or no data (spec.rollback.onBlind Rollback: " \
+        "fail closed)" if rb.get("trigger") == "blind" else f"{shown} crossed threshold {rb.get('threshold')}"
     p.promoted(False, "CanaryAborted" if result == record.ABORTED else "RolledBack",
-               f"{rb.get('query', '').strip()} = {shown} crossed threshold {rb.get('threshold')}; "
+               f"{rb.get('query', '').strip()} = {seen}; "
                f"{restored} serves the alias again" + (f" (flipped back in {seconds} s)" if seconds is not None else "")
                + "; spec is unchanged: set spec.stage to candidate or archived to acknowledge")
 

@@ -1,12 +1,7 @@
-"""Names derived from a version: the served (engine) name, defined once in finetune_api.naming, and
-the model's production record."""
+"""The served (engine) name of a version, defined once in finetune_api.naming. (The production
+record's name is record.record_name: it lives in the operator's namespace.)"""
 from __future__ import annotations
 
 from finetune_api.naming import served_name, sha8
 
-__all__ = ["record_name", "served_name", "sha8"]  # the served-name contract, re-exported
-
-
-def record_name(model: str) -> str:
-    """The ConfigMap holding a model's production record (one per model per namespace)."""
-    return f"fto-model-{model}"
+__all__ = ["served_name", "sha8"]  # the served-name contract, re-exported

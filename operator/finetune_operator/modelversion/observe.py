@@ -17,8 +17,8 @@ from typing import Optional
 from finetune_api import modelversion_crd
 from finetune_api.structural import apply_defaults
 
-from .. import kube, storage
-from . import agent_client, analysis, conditions as cond, decide, naming, production, prometheus, record, register
+from .. import credentials, kube, storage
+from . import agent_client, analysis, conditions as cond, decide, production, prometheus, promql, record, register
 from .pods import PodView, label_selector, ready_pods, view_from_state
 from .snapshot import Analysis, Registration, Snapshot
 
@@ -51,8 +51,10 @@ class Observer:
         self.spec, self.meta = self.mv["spec"], self.mv["metadata"]
         self.ns, self.name = self.meta["namespace"], self.meta["name"]
         self.target = self.spec.get("servingTarget") or {}
-        self.store = record.Store(kube.core(), self.ns, naming.record_name(self.spec["model"]), self.spec["model"])
+        self.store = record.Store(kube.core(), record.home(), record.record_name(self.ns, self.spec["model"]),
+                                  self.spec["model"], tenant=self.ns)
         self._token: Optional[str] = None
+        self._token_error = ""
 
     def snapshot(self) -> Snapshot:
         reg = self.registration()
@@ -62,9 +64,9 @@ class Observer:
         views = tuple(self.views()) if self.target else None
         now = time.time()
         need_others = not production.is_production(rec, self.name) or \
-            decide.bake_window_open(self.spec, rec, now)
+            decide.bake_window_open(self.spec, rec, now, self.mv.get("status"))
         return Snapshot(self.mv, reg, record=rec, views=views, others=self.others() if need_others else None,
-                        analysis=self.analysis(rec, now))
+                        analysis=self.analysis(rec, now), record_at=record.record_ref(self.ns, self.spec["model"]))
 
     # --- registration -------------------------------------------------------------------------------------------
     def registration(self) -> Registration:
@@ -99,9 +101,12 @@ class Observer:
             ref = self.target.get("adminTokenSecretRef")
             self._token = ""
             if ref:
-                core = kube.core()
-                secret = kube.read_or_none(lambda n, **k: core.read_namespaced_secret(n, self.ns, **k), ref["name"])
-                data = (secret or {}).get("data") or {}
+                try:  # only a Secret opted in (credentials.LABEL) is ever read
+                    secret = credentials.read(kube.core(), self.ns, ref["name"], "spec.servingTarget.adminTokenSecretRef")
+                except storage.StorageError as err:
+                    self._token_error = err.message
+                    return self._token
+                data = secret.get("data") or {}
                 if ref["key"] in data:
                     self._token = base64.b64decode(data[ref["key"]]).decode().strip()
         return self._token
@@ -115,6 +120,8 @@ class Observer:
         selector = label_selector((self.target.get("selector") or {}).get("matchLabels") or {})
         listed = kube.raw(kube.core().list_namespaced_pod(self.ns, label_selector=selector, _preload_content=False))
         self.token()
+        if self._token_error:  # no call to an agent without its token; the pods' condition says why
+            return [PodView(pod, error=self._token_error) for pod in ready_pods(listed["items"])]
         return [view_from_state(pod, state) if err is None else PodView(pod, error=str(err))
                 for pod, state, err in agent_client.each(ready_pods(listed["items"]), lambda p: self.agent(p).state())]
 
@@ -135,9 +142,11 @@ class Observer:
             return None
         query = analysis.render(spec_a["query"], model=self.spec["model"], version=self.spec["version"],
                                 namespace=self.ns)
-        try:
-            value = prometheus.query(spec_a.get("prometheusUrl") or self.settings.prometheus_url, query)
-        except prometheus.QueryError as err:
+        try:  # every selector reads this namespace only (promql.py); the URL must be an allowed one
+            query = promql.scope(query, self.ns, self.settings.prometheus_namespace_label)
+            value = prometheus.query(spec_a.get("prometheusUrl") or self.settings.prometheus_url, query,
+                                     (self.settings.prometheus_url, *self.settings.prometheus_allowed_urls))
+        except (promql.Unscoped, prometheus.QueryError) as err:
             return Analysis(query, None, error=str(err), seen=time.monotonic())
         return Analysis(query, value, seen=time.monotonic())
 

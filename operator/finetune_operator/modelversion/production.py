@@ -30,7 +30,14 @@ def in_effect(record: Optional[Record]) -> InEffect:
 
 
 def is_production(record: Optional[Record], name: str) -> bool:
+    """The record names this version as in effect (whether it may be served: see serves)."""
     return bool(name) and in_effect(record).name == name
+
+
+def serves(record: Optional[Record], name: str, stage: str) -> bool:
+    """The operator serves a version only when its own record names it AND the object's spec.stage,
+    admitted through the promoter policy, still says production: neither alone is enough."""
+    return is_production(record, name) and stage == "production"
 
 
 def describe(record: Optional[Record]) -> str:

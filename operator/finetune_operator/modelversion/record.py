@@ -3,9 +3,12 @@ and how each production request was decided.
 
 Why a separate object: a ModelVersion's status only shows its own state, and users or GitOps may
 leave `stage: production` on several objects. "Current production" is therefore not spec.stage
-but this record, one ConfigMap per model per namespace (`fto-model-<model>`). Every change is a
-compare-and-swap (update with the resourceVersion read), so two versions racing for production
-cannot both win: one write succeeds, the other gets 409 and decides again on the fresh record.
+alone but this record, one ConfigMap per model per tenant namespace. It lives in the operator's own
+namespace (`home()`: the chart's release namespace), named `fto-record-<namespace>.<model>`, where
+tenants cannot write it: a record a tenant could edit would let them point production at a version
+no promoter approved. Every change is a compare-and-swap (update with the resourceVersion read), so
+two versions racing for production cannot both win: one write succeeds, the other gets 409 and
+decides again on the fresh record.
 
 A request is (version object name, metadata.generation while spec.stage is production). Once decided
 (won, lost, failed, aborted, rolled back) it is not retried until the object's spec changes.
@@ -13,13 +16,42 @@ A request is (version object name, metadata.generation while spec.stage is produ
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
 from typing import Optional
 
 # Decision results.
 PROMOTING, WON, LOST, FAILED, ABORTED, ROLLED_BACK, CANCELLED = (
     "promoting", "won", "lost", "failed", "aborted", "rolledBack", "cancelled")
 HISTORY = 20
+PREFIX = "fto-record-"
+_home = ""   # set once at start-up (configure); see home()
+
+
+def configure(namespace: str) -> None:
+    """The namespace the records live in (the operator's own; `--record-namespace`)."""
+    global _home
+    _home = namespace
+
+
+def home() -> str:
+    return _home or os.environ.get("FTO_RECORD_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default"
+
+
+def record_name(namespace: str, model: str) -> str:
+    """`fto-record-<namespace>.<model>`. Both parts are DNS labels (no dots, at most 63 characters), so
+    the dot keeps namespaces apart (`a-b` + `c` is not `a` + `b-c`) and the name fits a ConfigMap's 253;
+    a longer one (never from admitted objects) is cut and made unique with a hash."""
+    name = f"{PREFIX}{namespace}.{model}"
+    if len(name) <= 253:
+        return name
+    return f"{name[:235]}-{hashlib.sha256(f'{namespace}/{model}'.encode()).hexdigest()[:16]}"
+
+
+def record_ref(namespace: str, model: str) -> str:
+    """`<record namespace>/<name>`: where status.productionRecord says the record is."""
+    return f"{home()}/{record_name(namespace, model)}"
 
 
 @dataclasses.dataclass
@@ -116,10 +148,13 @@ class Conflict(Exception):
 
 
 class Store:
-    """Reads and compare-and-swaps the record ConfigMap."""
+    """Reads and compare-and-swaps the record ConfigMap of `model` in tenant namespace `tenant`,
+    kept in `namespace` (the operator's own)."""
 
-    def __init__(self, core_api, namespace: str, name: str, model: str):
+    def __init__(self, core_api, namespace: str, name: str, model: str, tenant: str = ""):
         self.core, self.namespace, self.name, self.model = core_api, namespace, name, model
+        self.labels = {"app.kubernetes.io/managed-by": "finetune-operator", "finetune.fto.dev/model": model,
+                       **({"finetune.fto.dev/namespace": tenant} if tenant else {})}
 
     def read(self, create: bool = False) -> Record:
         from .. import kube
@@ -127,9 +162,7 @@ class Store:
                                self.name)
         if cm is None and create:
             body = {"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": self.name, "namespace": self.namespace,
-                                 "labels": {"app.kubernetes.io/managed-by": "finetune-operator",
-                                            "finetune.fto.dev/model": self.model}},
+                    "metadata": {"name": self.name, "namespace": self.namespace, "labels": self.labels},
                     "data": Record().data()}
             cm = kube.create_or_get(
                 lambda b, **k: self.core.create_namespaced_config_map(self.namespace, b, **k),
@@ -145,9 +178,8 @@ class Store:
         meta = {"name": self.name, "namespace": self.namespace}
         try:
             if not record.resource_version:
-                body = {"apiVersion": "v1", "kind": "ConfigMap", "data": record.data(), "metadata": {
-                    **meta, "labels": {"app.kubernetes.io/managed-by": "finetune-operator",
-                                       "finetune.fto.dev/model": self.model}}}
+                body = {"apiVersion": "v1", "kind": "ConfigMap", "data": record.data(),
+                        "metadata": {**meta, "labels": self.labels}}
                 cm = kube.raw(self.core.create_namespaced_config_map(self.namespace, body, _preload_content=False))
             else:
                 body = {"metadata": {**meta, "resourceVersion": record.resource_version}, "data": record.data()}

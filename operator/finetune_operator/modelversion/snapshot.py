@@ -58,6 +58,7 @@ class Snapshot:
     others: Optional[tuple] = None   # the other ModelVersions of the model in the namespace (None: not listed)
     analysis: Optional[Analysis] = None
     outcome: Optional[Outcome] = None
+    record_at: str = ""              # "<namespace>/<name>" of the record ConfigMap (status.productionRecord)
 
     @property
     def meta(self) -> dict:

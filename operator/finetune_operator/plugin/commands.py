@@ -142,9 +142,10 @@ def rollback_model(cluster: Cluster, model: str, to: str | None) -> str:
         target = next((v for v in versions if v["metadata"]["name"] == to or v["spec"].get("version") == to), None)
         if target is None:
             raise PluginError(f"model {model} has no version {to}")
-    # The operator's production record says which version serves and which served before it.
-    name = rollback.record_name(versions)
-    record = cluster.config_map_or_none(name) if name else None
+    # The operator's production record says which version serves and which served before it; a user who
+    # may not read the operator's namespace gets the same answer from the versions' status.
+    where = rollback.record_location(versions)
+    record = cluster.config_map_or_none(where[1], namespace=where[0]) if where else None
     if not to:
         target = rollback.previous_production(versions, record)
     current = rollback.current_production(versions, record)

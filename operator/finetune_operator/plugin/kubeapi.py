@@ -52,15 +52,16 @@ class Cluster:
                          GROUP, VERSION, self.namespace, plural, name, body)
 
 
-    def config_map_or_none(self, name: str):
+    def config_map_or_none(self, name: str, namespace: str | None = None):
         """A ConfigMap as a plain dict; None when it is absent or this user may not read it."""
         from kubernetes.client.exceptions import ApiException
+        namespace = namespace or self.namespace
         try:
-            return self.api.sanitize_for_serialization(self.core().read_namespaced_config_map(name, self.namespace))
+            return self.api.sanitize_for_serialization(self.core().read_namespaced_config_map(name, namespace))
         except ApiException as err:
             if err.status in (403, 404):
                 return None
-            raise explain(err, "read", "configmap", name, self.namespace) from None
+            raise explain(err, "read", "configmap", name, namespace) from None
 
 
 def _kind(plural: str) -> str:

@@ -1,9 +1,12 @@
 """Which ModelVersion `kubectl finetune rollback MODEL` restores (pure).
 
 "Which version is production" has one answer, the model's production record, read through
-modelversion.production (the same function the operator decides with). Pass the record's ConfigMap
-(named in status.productionRecord) when you have it; without it, the version whose status says
-Production is used: the operator writes that phase from the same record.
+modelversion.production (the same function the operator decides with). The record lives in the
+operator's namespace (status.productionRecord says `<namespace>/<name>`), which most users may not
+read: pass its ConfigMap when the user could read it; without it, the version whose status says
+Production is used (the operator writes that phase from the same record). A productionRecord
+without a namespace is an old record in the tenant's own namespace: it is never read, since
+anyone with edit there could have written it.
 """
 from __future__ import annotations
 
@@ -21,6 +24,14 @@ def record_name(versions: list[dict]) -> Optional[str]:
     """The production record's ConfigMap, as the versions' status names it."""
     return next(((v.get("status") or {}).get("productionRecord") for v in versions
                  if (v.get("status") or {}).get("productionRecord")), None)
+
+
+def record_location(versions: list[dict]) -> Optional[tuple[str, str]]:
+    """(namespace, name) of the record in the operator's namespace; None when status names none, or only
+    an old tenant-namespace record."""
+    where = record_name(versions) or ""
+    namespace, _, name = where.partition("/")
+    return (namespace, name) if namespace and name else None
 
 
 def current_production(versions: list[dict], record: Optional[dict] = None) -> dict | None:

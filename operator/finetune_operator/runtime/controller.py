@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import threading
 import time
 from typing import Callable, Iterable, Optional
 
-from .. import kube, metrics
+from .. import deadline, kube, metrics
 from . import events as k8s_events
 from .workqueue import WorkQueue
 
@@ -57,15 +58,29 @@ def error_condition(conditions: list, ok_now: bool, message: str, generation: in
     return [new if c.get("type") == RECONCILE_ERROR else c for c in conditions] if old else [*(conditions or []), new]
 
 
+def conflict_backoff(conflicts: int, rand: float) -> float:
+    """Pure: seconds before the next try after the n-th 409 in a row on one key: 0.1 s doubling up to
+    10 s, times a jitter in [0.5, 1.5) (rand in [0, 1)), so racing writers drift apart."""
+    return min(10.0, 0.1 * 2 ** max(0, conflicts - 1)) * (0.5 + rand)
+
+
+def default_namespace_limit(workers: int) -> int:
+    """How many workers one namespace may hold at once: half of them (at least one)."""
+    return max(1, workers // 2)
+
+
 class Runtime:
     def __init__(self, settings, kinds: Iterable[Kind], elector, namespaces: Optional[list] = None,
-                 workers: int = 4, resync_seconds: float = 60.0):
+                 workers: int = 8, resync_seconds: float = 60.0, namespace_limit: Optional[int] = None):
         self.settings, self.elector = settings, elector
         self.kinds = {k.plural: k for k in kinds}
         self.namespaces = namespaces or None
-        self.queue = WorkQueue()
+        # Fair across namespaces: round-robin, and one namespace (its slow passes too) holds at
+        # most namespace_limit workers at once (workqueue.py).
+        self.queue = WorkQueue(shard_limit=namespace_limit or default_namespace_limit(workers))
         self.workers, self.resync_seconds = workers, resync_seconds
         self._failures: dict = {}
+        self._conflicts: dict = {}
         self._own_writes: dict = {}  # key -> resourceVersion of this runtime's last status write
         self._own_writes_lock = threading.Lock()
         self._threads: list = []
@@ -158,6 +173,7 @@ class Runtime:
                 continue
             try:
                 if self.elector.is_leader:
+                    deadline.reset()  # nothing a failed pass left open bounds this one
                     self._process(key)
             finally:
                 self.queue.done(key)
@@ -170,6 +186,7 @@ class Runtime:
         try:
             requeue = self.reconcile_once(kind, namespace, name)
             self._failures.pop(key, None)
+            self._conflicts.pop(key, None)
         except LostLeadership:
             log.info("stopped reconciling %s %s/%s: lost the Lease mid-pass", plural, namespace, name)
             requeue = None
@@ -181,14 +198,16 @@ class Runtime:
             self.queue.add(key, requeue)
 
     def _failed(self, key, err: Exception) -> float:
-        """Back-off after a failed pass: a conflict retries at once (0.2 s); anything else waits
-        1 s, 2 s, 4 s ... 60 s per object and is reported on the object (Warning Event and the
-        ReconcileError condition), not only in the log."""
+        """Back-off after a failed pass: a conflict retries soon, with jittered exponential backoff
+        per object (conflict_backoff); anything else waits 1 s, 2 s, 4 s ... 60 s per object and is
+        reported on the object (Warning Event and the ReconcileError condition), not only in the log."""
         plural, namespace, name = key
         from kubernetes.client.exceptions import ApiException
         if isinstance(err, ApiException) and err.status == 409:
-            log.debug("conflict on %s/%s %s; retrying", namespace, name, plural)
-            return 0.2  # a write raced with a change: re-read and decide again
+            conflicts = self._conflicts[key] = self._conflicts.get(key, 0) + 1
+            requeue = conflict_backoff(conflicts, random.random())
+            log.debug("conflict on %s/%s %s; retrying in %.2fs", namespace, name, plural, requeue)
+            return requeue  # a write raced with a change: re-read and decide again
         failures = self._failures[key] = self._failures.get(key, 0) + 1
         requeue = min(60.0, 0.5 * 2 ** min(failures, 7))
         log.exception("reconciling %s %s/%s failed (retry in %.1fs)", plural, namespace, name, requeue)

@@ -109,7 +109,7 @@ def test_grafana_dashboard_configmap_carries_the_sidecar_label_and_the_dashboard
 
 def test_network_policy_admits_only_the_metrics_port():
     policy = find(render(), "NetworkPolicy")
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]  # egress: tests/unit/chart/test_chart_network.py
     assert policy["spec"]["ingress"] == [{"ports": [{"port": 8081, "protocol": "TCP"}]}]
 
 
@@ -132,7 +132,8 @@ def test_s3_allow_list_is_written_into_the_cluster_scoped_policy():
                   "--set", "s3AllowList.namespaces.team-a.buckets={team-a-data}")
     policy = find(objs, "ValidatingAdmissionPolicy", "fto-finetune-operator-s3-allowlist")
     variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
-    assert json.loads(variables["perNamespace"]) == {"team-a": {"buckets": ["team-a-data"], "endpoints": []}}
+    assert json.loads(variables["perNamespace"]) == {"team-a": {"buckets": ["team-a-data"], "endpoints": [],
+                                                                "prefixes": []}}
     assert variables["buckets"].startswith('["models","shared-data"]')
     assert variables["endpoints"].startswith('["https://s3.example.com"]')  # normalised like the spec's endpoint
     assert "paramKind" not in policy["spec"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 
+from finetune_operator.builders import trainer_config
 from finetune_operator.builders.settings import OperatorSettings
 from finetune_operator.finetunejob.snapshot import Capacity, Preflight, Snapshot, Verified, defaulted_spec
 
@@ -31,7 +32,9 @@ def cond(ctype, status, reason, message="m", generation=1):
 VALIDATED = cond("Validated", "True", "DatasetValid")
 
 
-def pod(phase="Running", message=None, exit_code=None, reason=None, ip="127.2.0.5", index="0", started=NOW - 100):
+def pod(phase="Running", message=None, exit_code=None, reason=None, ip="127.2.0.5", index="0", started=NOW - 100,
+        owner_uid="job-uid"):
+    """A pod owned by owner_uid: job-uid for a trainer pod (job()'s), uid-1 for the validate pod."""
     status = {"phase": phase, "podIP": ip, "startTime": _iso(started)}
     if phase in ("Succeeded", "Failed"):
         term = {"exitCode": 0 if exit_code is None else exit_code, "message": message or "",
@@ -39,7 +42,9 @@ def pod(phase="Running", message=None, exit_code=None, reason=None, ip="127.2.0.
         if reason:
             term["reason"] = reason
         status["containerStatuses"] = [{"state": {"terminated": term}}]
-    return {"metadata": {"name": f"p-{index}", "annotations": {"batch.kubernetes.io/job-completion-index": index}},
+    return {"metadata": {"name": f"p-{index}", "annotations": {"batch.kubernetes.io/job-completion-index": index},
+                         "ownerReferences": owner(owner_uid, "Job", "batch/v1") if owner_uid == "job-uid"
+                         else owner(owner_uid)},
             "status": status}
 
 
@@ -48,14 +53,29 @@ def termination(reason, retryable=False, **fields):
                        **fields})
 
 
+def owner(uid, kind="FineTuneJob", api_version="finetune.fto.dev/v1alpha1"):
+    return [{"apiVersion": api_version, "kind": kind, "name": "x", "uid": uid, "controller": True}]
+
+
 def job(name="bot-train-1", suspend=False, gpus=1, **status):
+    """A trainer Job the FineTuneJob (uid-1) owns; its uid is job-uid."""
     conds = [{"type": t, "status": "True", "reason": r} for t, r in status.pop("conditions", [])]
-    return {"metadata": {"name": name}, "spec": {"suspend": suspend, "parallelism": 1, "template": {"spec": {
+    return {"metadata": {"name": name, "uid": "job-uid", "ownerReferences": owner("uid-1")}, "spec": {"suspend": suspend, "parallelism": 1, "template": {"spec": {
         "containers": [{"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]}}},
         "status": {**status, "conditions": conds}}
 
 
-def snapshot(obj, settings=SETTINGS, **children) -> Snapshot:
+def owned_config_map(obj, settings=SETTINGS) -> dict:
+    """<job>-config as the operator wrote it (immutable, owned), with the uid the apiserver gave it."""
+    cm = trainer_config.config_map(obj, settings)
+    cm["metadata"]["uid"] = "cm-uid"
+    return cm
+
+
+def snapshot(obj, settings=SETTINGS, config_map_exists=True, **children) -> Snapshot:
+    """config_map_exists: the job's own, current ConfigMap is there (False: none)."""
+    if "config_map" not in children:
+        children["config_map"] = owned_config_map(obj, settings) if config_map_exists else None
     return Snapshot(obj, defaulted_spec(obj["spec"]), obj.get("status") or {}, settings, **children)
 
 
@@ -66,4 +86,4 @@ def _iso(t):
 
 iso = _iso
 __all__ = ["Capacity", "Preflight", "Verified", "ftj", "cond", "pod", "job", "snapshot", "termination", "NOW",
-           "VALIDATED", "SETTINGS", "CAPPED", "iso"]
+           "VALIDATED", "SETTINGS", "CAPPED", "iso", "owner", "owned_config_map"]

@@ -99,11 +99,17 @@ def test_a_steady_running_job_creates_nothing_and_writes_no_status(cluster):
     assert ("get", "ConfigMap") not in cluster.calls, "the ConfigMap is looked at only when a child needs it"
 
 
+CREDS = {"secretRef": {"name": "s3"}}
+OPTED_IN_SECRET = {"metadata": {"name": "s3", "labels": {"finetune.fto.dev/credentials": "true"}},
+                   "data": {"AWS_ACCESS_KEY_ID": "aWQ=", "AWS_SECRET_ACCESS_KEY": "a2V5"}}
+
+
 def test_a_new_job_creates_its_config_map_and_validate_pod_once(cluster):
-    patch, events, _ = one_pass(ftj())
+    cluster.objects[("Secret", "s3")] = OPTED_IN_SECRET
+    patch, events, _ = one_pass(ftj(credentials=CREDS))
     assert [c for c in cluster.calls if c[0] == "create"] == [("create", "ConfigMap"), ("create", "Pod")]
     assert patch["phase"] == "Validating" and patch["validationPod"] == "bot-validate"
     cluster.calls.clear()
-    obj = ftj(status={**patch})
+    obj = ftj(status={**patch}, credentials=CREDS)
     patch, events, _ = one_pass(obj)
     assert [c for c in cluster.calls if c[0] == "create"] == [] and patch == {}

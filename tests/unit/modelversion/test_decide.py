@@ -304,8 +304,19 @@ def _rolled_back_keeps_base(dec):
     assert pods_in(of(dec, Flip)[0]) == ["pod-b"] and dec.requeue == d.CONVERGE_SECONDS
 
 
-def _still_production(dec):
-    assert phase(dec)[0] == "Production" and condition(dec, "Ready")["reason"] == "StillProduction"
+def _not_served(dec):
+    # The record alone is not enough: nothing is loaded, flipped or unloaded, and status says why.
+    assert not [a for a in dec.actions if isinstance(a, (Preload, Flip, Weights, Unload, WriteRecord))]
+    assert phase(dec) == ("Registered", "NotApproved") and condition(dec, "Ready")["status"] == "False"
+    assert "spec.stage is" in dec.status["message"] and "promoter group" in dec.status["message"]
+    assert dec.events and dec.events[0][:2] == ("Warning", "NotApproved")
+
+
+def _rolled_back_to_base_past_a_demoted_previous(dec):
+    after = written(dec)
+    assert after.on_base() and (after.previous, after.production) == ("", "") and after.served_name == BASE_NAME
+    assert of(dec, Flip)[0].name == BASE_NAME and of(dec, Flip)[0].restore is None
+    assert dec.status["rollback"]["restoredVersion"] == "base" and Enqueue("bot-v1") not in dec.actions
 
 
 def _spec_edit_keeps_production(dec):
@@ -448,8 +459,19 @@ CASES = [
                                                                     "restoredVersion": "base",
                                                                     "trigger": "analysis"}}}), others=[]),
      _rolled_back_keeps_base),
-    ("the production version keeps serving when its stage changes",
-     snap(mv("v1", stage="candidate"), ON_V1, rec("v1", decisions=won("v1"))), _still_production),
+    ("a record naming a version whose stage is candidate serves nothing",
+     snap(mv("v1", stage="candidate"), [pod("pod-a"), pod("pod-b", served("v1"))], rec("v1", decisions=won("v1"))),
+     _not_served),
+    ("a record naming an archived version serves nothing and unloads nothing",
+     snap(mv("v1", stage="archived"), [pod("pod-a"), pod("pod-b", served("v1"), alias=on("v1"))],
+          rec("v1", decisions=won("v1"))), _not_served),
+    ("a record naming a never-approved candidate serves nothing",
+     snap(mv("v2", stage="candidate"), [pod("pod-a", served("v1"), alias=on("v1"))],
+          rec("v2", "v1", decisions=won("v1")), others=[mv("v1")]), _not_served),
+    ("a breach rolls back to the base model when the previous version was demoted since",
+     snap(mv("v2", rollback=BAKE), [pod("pod-a", served("v1"), served("v2"), alias=on("v2"))],
+          rec("v2", "v1", promoted_at=RECENT, decisions=won("v2")), analysis=Analysis(ERRORS, 0.9),
+          others=[mv("v1", stage="candidate")]), _rolled_back_to_base_past_a_demoted_previous),
     ("a spec edit of the production version keeps it production",
      snap(mv("v1", generation=2), ON_V1, rec("v1", decisions=won("v1"))), _spec_edit_keeps_production),
     # decided
@@ -586,6 +608,8 @@ def test_a_measured_rollback_fills_status_rollback_seconds():
      mv("v2", rollback=BAKE), rec("v2", promoted_at=RECENT), NOW, "rollback"),
     ("after the bake window no query runs", mv("v2", rollback=BAKE), rec("v2", promoted_at=RECENT), NOW + 600, None),
     ("a candidate runs no query", mv("v3", rollback=BAKE), rec("v2", promoted_at=RECENT), NOW, None),
+    ("a version the record names but whose stage is not production runs no query",
+     mv("v2", stage="candidate", rollback=BAKE), rec("v2", promoted_at=RECENT), NOW, None),
 ])
 def test_analysis_wanted(behaviour, mv_, record_, now, wanted):
     got = d.analysis_wanted(mv_, record_, now)

@@ -1,5 +1,7 @@
 import dataclasses
 
+import pytest
+
 
 from finetune_operator.modelversion import naming, record, register
 
@@ -8,7 +10,38 @@ DIGEST = "sha256:0123456789abcdef" + "0" * 48
 
 def test_served_name_is_content_addressed():
     assert naming.served_name("bot", "v2", DIGEST) == "bot--v2-01234567"
-    assert naming.record_name("bot") == "fto-model-bot"
+
+
+
+@pytest.mark.parametrize("behaviour, namespace, model, name", [
+    ("the record is named by namespace and model", "team-a", "bot", "fto-record-team-a.bot"),
+    ("the dot keeps namespaces apart", "a", "b-c", "fto-record-a.b-c"),
+    ("the other split of the same letters", "a-b", "c", "fto-record-a-b.c"),
+])
+def test_record_names_are_deterministic_and_unambiguous(behaviour, namespace, model, name):
+    assert record.record_name(namespace, model) == name
+
+
+def test_a_record_name_too_long_for_a_configmap_is_cut_and_kept_unique():
+    a, b = record.record_name("n" * 200, "m" * 60), record.record_name("n" * 200, "m" * 59 + "x")
+    assert len(a) <= 253 and len(b) <= 253 and a != b and a == record.record_name("n" * 200, "m" * 60)
+
+
+@pytest.mark.parametrize("behaviour, configured, env, home", [
+    ("the configured namespace wins", "fto-system", {"POD_NAMESPACE": "other"}, "fto-system"),
+    ("else $FTO_RECORD_NAMESPACE", "", {"FTO_RECORD_NAMESPACE": "records", "POD_NAMESPACE": "other"}, "records"),
+    ("else the pod's namespace", "", {"POD_NAMESPACE": "fto"}, "fto"),
+    ("else default", "", {}, "default"),
+])
+def test_records_live_in_the_operators_namespace(monkeypatch, behaviour, configured, env, home):
+    for key in ("FTO_RECORD_NAMESPACE", "POD_NAMESPACE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(record, "_home", "")
+    record.configure(configured)
+    assert record.home() == home
+    assert record.record_ref("team-a", "bot") == f"{home}/fto-record-team-a.bot"
 
 
 def test_from_job_states():

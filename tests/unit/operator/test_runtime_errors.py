@@ -138,3 +138,41 @@ def test_the_kind_contract_is_unchanged():
     kind = Kind("modelversions", Fine)
     assert (kind.plural, kind.ignore_own_status_writes) == ("modelversions", False)
     assert controller.Kind.__dataclass_fields__.keys() >= {"plural", "reconciler", "forget"}
+
+
+# --- conflicts back off ----------------------------------------------------------------------------------------
+def conflict():
+    from kubernetes.client.exceptions import ApiException
+    return ApiException(status=409, reason="Conflict")
+
+
+def test_repeated_conflicts_on_one_object_back_off_exponentially_with_jitter(api):
+    runtime = Runtime(None, [Kind("finetunejobs", Boom)], Elector())
+    delays = [runtime._failed(("finetunejobs", "team-a", "bot"), conflict()) for _ in range(10)]
+    assert 0.05 <= delays[0] < 0.15, "the first conflict retries soon"
+    assert 5.0 <= delays[-1] < 15.0, f"ten in a row wait seconds, not 0.2 s: {delays}"
+    assert api.events == [], "a conflict is not an error to report"
+
+
+def test_a_successful_pass_resets_the_conflict_backoff(api):
+    runtime = Runtime(None, [Kind("finetunejobs", Fine)], Elector())
+    key = ("finetunejobs", "team-a", "bot")
+    for _ in range(6):
+        runtime._failed(key, conflict())
+    runtime._process(key)
+    assert runtime._failed(key, conflict()) < 0.2
+
+
+@pytest.mark.parametrize("conflicts,rand,expected", [
+    (1, 0.5, 0.1), (2, 0.5, 0.2), (4, 0.5, 0.8), (20, 0.5, 10.0),  # doubling, capped at 10 s
+    (1, 0.0, 0.05), (1, 0.999, 0.1499),                            # jitter: x0.5 .. x1.5
+])
+def test_conflict_backoff_doubles_to_a_cap_and_is_jittered(conflicts, rand, expected):
+    assert controller.conflict_backoff(conflicts, rand) == pytest.approx(expected, rel=1e-3)
+
+
+def test_other_objects_do_not_share_an_objects_conflict_backoff(api):
+    runtime = Runtime(None, [Kind("finetunejobs", Boom)], Elector())
+    for _ in range(8):
+        runtime._failed(("finetunejobs", "team-a", "bot"), conflict())
+    assert runtime._failed(("finetunejobs", "team-b", "other"), conflict()) < 0.2

@@ -16,8 +16,11 @@ def b64(text):
 CREDS = {"secretRef": {"name": "s3"}, "endpoint": "http://127.0.0.1:9000"}
 
 
+OPTED_IN = {"labels": {"finetune.fto.dev/credentials": "true"}}
+
+
 def test_credentials_come_from_the_named_keys():
-    secret = {"data": {"AWS_ACCESS_KEY_ID": b64("id"), "AWS_SECRET_ACCESS_KEY": b64("key")}}
+    secret = {"metadata": OPTED_IN, "data": {"AWS_ACCESS_KEY_ID": b64("id"), "AWS_SECRET_ACCESS_KEY": b64("key")}}
     kwargs = storage.credentials_from_secret(secret, CREDS)
     assert kwargs["aws_access_key_id"] == "id" and kwargs["endpoint_url"] == "http://127.0.0.1:9000"
 
@@ -27,7 +30,7 @@ def test_missing_secret_or_keys_are_credentials_missing_naming_them():
         storage.credentials_from_secret(None, CREDS)
     assert err.value.reason == "CredentialsMissing" and "'s3' does not exist" in err.value.message
     with pytest.raises(storage.StorageError) as err:
-        storage.credentials_from_secret({"data": {"AWS_ACCESS_KEY_ID": b64("id")}}, CREDS)
+        storage.credentials_from_secret({"metadata": OPTED_IN, "data": {"AWS_ACCESS_KEY_ID": b64("id")}}, CREDS)
     assert "AWS_SECRET_ACCESS_KEY" in err.value.message
 
 

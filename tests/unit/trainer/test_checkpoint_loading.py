@@ -19,12 +19,13 @@ class Planted:
 
 
 class OneBucket:
-    """The two objects checkpoint.load reads, as S3 would return them."""
+    """The objects checkpoint.load reads, as S3 would return them."""
 
     def __init__(self, training_state: bytes):
         from safetensors.torch import save
         self.objects = {"out/checkpoints/step-1/trainable.safetensors": save({"w": torch.zeros(2)}),
-                        "out/checkpoints/step-1/training_state.pt": training_state}
+                        "out/checkpoints/step-1/training_state.pt": training_state,
+                        "out/checkpoints/step-1/state.json": b'{"step": 1}'}
 
     def get_object(self, Bucket, Key):  # noqa: N803 - boto3's argument names
         return {"Body": io.BytesIO(self.objects[Key])}
@@ -49,8 +50,8 @@ def test_the_trainers_own_training_state_loads_and_restores_every_rng():
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
     s3 = OneBucket(saved({"optimizer": {"state": {0: {"step": torch.tensor(4.0)}}, "param_groups": [{"lr": 0.1}]},
                           "scheduler": {"last_epoch": 4}, "rng": state}))
-    _, rest = checkpoint.load(s3, "s3://bkt/out/checkpoints/step-1", "cpu")
+    _, rest, state = checkpoint.load(s3, "s3://bkt/out/checkpoints/step-1", "cpu")
     random.seed(9), np.random.seed(9), torch.manual_seed(9)
     checkpoint.set_rng_state(rest["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
-    assert rest["scheduler"] == {"last_epoch": 4}
+    assert rest["scheduler"] == {"last_epoch": 4} and state == {"step": 1}
