@@ -37,3 +37,12 @@ def test_pyflakes_finds_nothing(tree):
         if path.is_relative_to(ROOT / tree):
             api.checkPath(str(path), collect)
     assert not collect.found, "\n".join(f.replace(str(ROOT) + "/", "") for f in collect.found)
+
+
+def test_no_two_test_modules_share_a_file_name():
+    """The test folders are not packages: pytest imports each module by its base name, so a second
+    tests/**/test_x.py stops the whole run at collection ("import file mismatch")."""
+    seen: dict = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
