@@ -193,6 +193,9 @@ def test_a_non_promoter_cannot_change_an_approved_job_or_strip_rollback_but_may_
     editor, promoter = [f"team-b-{tag}"], [f"team-b-{tag}", PROMOTERS]
     probe = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelVersion", "metadata": {"name": "probe"},
              "spec": {"model": MODEL, "version": "probe", "stage": "production", "adapter": {"fromJob": {"name": "x"}},
+                      # Valid for every other policy, so the only refusal can be the promotion policy's
+                      # (the apiserver reports whichever denying policy it evaluates first).
+                      "credentials": {"secretRef": {"name": "s3-credentials"}, "endpoint": cluster.s3_endpoint},
                       "servingTarget": {"selector": {"matchLabels": {"app": APP}}}}}
     # The apiserver loads a new policy a moment after the install: wait until it refuses.
     wait_for(lambda: "needs membership" in as_user(cluster, "bob", editor, "apply", "--dry-run=server", "-n", ns, "-f",
