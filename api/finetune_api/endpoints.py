@@ -24,7 +24,7 @@ __all__ = ["METADATA_HOSTS", "METADATA_NETWORKS", "UnsafeEndpoint", "refusal", "
 # Names the cloud providers' resolvers answer with their metadata address (and any name below them).
 METADATA_HOSTS = ("metadata", "metadata.google.internal", "metadata.goog", "metadata.azure.com",
                   "instance-data", "instance-data.ec2.internal")
-# Link-local ranges and the providers' metadata addresses, with the IPv6 spellings that reach
+# Refused, never dialled: link-local ranges and the providers' metadata addresses, with the IPv6 spellings that reach
 # 169.254.0.0/16 through a translator (NAT64, IPv4-compatible, 6to4).
 METADATA_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
     "169.254.0.0/16", "100.100.100.200/32", "fe80::/10", "fd00:ec2::254/128",

@@ -36,7 +36,8 @@ def corpus(verdict: str) -> list[str]:
 def tenancy(cluster, crds, core, s3, base_model_uri):
     # Only the metadata guard is under test: without the allow-list an ordinary endpoint is admitted.
     for t in install_tenancy(cluster, core, s3, {"s3AllowList": {"enabled": False}}):
-        # The apiserver starts enforcing a new policy a moment after it is created.
+        # The apiserver starts enforcing a new policy a moment after it is created. A server-side
+        # dry run: nothing is stored, no operator sees it, the address is never dialled.
         probe = json.dumps(job(cluster, "probe", t.bucket, credentials__endpoint="http://169.254.169.254"))
         wait_for(lambda: as_user(cluster, None, [], "create", "--dry-run=server", "-n", t.team_a, "-f", "-",
                                  stdin=probe).returncode != 0, what="the metadata-endpoint policy to be enforced")

@@ -30,6 +30,7 @@ def test_ordinary_endpoints_in_the_corpus_are_accepted(url):
     endpoints.require_safe(url)
 
 
+# Parsed only: endpoints.refusal never opens a connection.
 @pytest.mark.parametrize("url, reason", [
     ("http://good@169.254.169.254", "user info"),
     ("http://169。254。169。254", "non-ASCII"),
