@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from finetune_api import s3 as s3api
-from finetune_trainer import config, data, evaluate
+from finetune_trainer import config, data, evaluate, reading
 from finetune_trainer.outcomes import ExitCode, TrainerFailure
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -90,9 +90,9 @@ class OneObject:
         return out
 
 
-def records(raw: bytes, limits: data.InputLimits, content_length=None, fmt="jsonl"):
+def records(raw: bytes, limits: reading.InputLimits, content_length=None, fmt="jsonl"):
     report = data.DatasetReport()
-    rows = list(data.read_records(OneObject(raw, content_length), "s3://bkt/train.jsonl", fmt, None, report, limits))
+    rows = list(reading.read_records(OneObject(raw, content_length), "s3://bkt/train.jsonl", fmt, None, report, limits))
     return rows, report
 
 
@@ -106,12 +106,12 @@ def records(raw: bytes, limits: data.InputLimits, content_length=None, fmt="json
 def test_lines_over_the_row_cap_are_skipped_without_being_held(lines, max_row, expected):
     raw = b"\n".join(lines)
     chunks = [raw[i:i + 3] for i in range(0, len(raw), 3)]
-    assert list(data.bounded_lines(chunks, max_row, 1000)) == expected
+    assert list(reading.bounded_lines(chunks, max_row, 1000)) == expected
 
 
 def test_a_row_over_the_cap_is_reported_with_its_line_the_limit_and_the_field():
     raw = b'{"text": "ok"}\n{"text": "' + b"x" * 200 + b'"}\n{"text": "also ok"}\n'
-    rows, report = records(raw, data.InputLimits(max_file_bytes=10_000, max_row_bytes=100))
+    rows, report = records(raw, reading.InputLimits(max_file_bytes=10_000, max_row_bytes=100))
     assert [line for line, _ in rows] == [1, 3]
     assert report.errors == ["line 2: the row is 212 bytes, over the limit of 100 bytes per row (the trainer's "
                              "runtime.maxRowBytes) in spec.dataset.uri"]
@@ -121,7 +121,7 @@ def test_a_row_over_the_cap_is_reported_with_its_line_the_limit_and_the_field():
 def test_a_file_over_the_cap_fails_the_job_while_it_is_read(content_length):
     raw = b'{"text": "row"}\n' * 100
     with pytest.raises(TrainerFailure) as failed:
-        records(raw, data.InputLimits(max_file_bytes=500, max_row_bytes=100, field="spec.dataset.validationUri"),
+        records(raw, reading.InputLimits(max_file_bytes=500, max_row_bytes=100, field="spec.dataset.validationUri"),
                 content_length)
     assert failed.value.code == ExitCode.DATASET_INVALID
     assert "spec.dataset.validationUri s3://bkt/train.jsonl is more than" in str(failed.value)
@@ -131,7 +131,7 @@ def test_a_file_over_the_cap_fails_the_job_while_it_is_read(content_length):
 def test_a_file_the_store_says_is_too_big_is_not_read_at_all():
     with pytest.raises(TrainerFailure, match=r"spec.dataset.uri s3://bkt/train.jsonl is 5000000000 bytes, over the "
                                              r"limit of 1000 bytes per file"):
-        records(b"", data.InputLimits(max_file_bytes=1000), content_length=5_000_000_000)
+        records(b"", reading.InputLimits(max_file_bytes=1000), content_length=5_000_000_000)
 
 
 def parquet_bytes(rows: list) -> bytes:
@@ -144,10 +144,10 @@ def parquet_bytes(rows: list) -> bytes:
 
 def test_parquet_rows_and_files_have_the_same_caps():
     raw = parquet_bytes([{"text": "ok"}, {"text": "y" * 500}])
-    rows, report = records(raw, data.InputLimits(max_file_bytes=100_000, max_row_bytes=100), fmt="parquet")
+    rows, report = records(raw, reading.InputLimits(max_file_bytes=100_000, max_row_bytes=100), fmt="parquet")
     assert rows == [(1, {"text": "ok"})] and report.errors[0].startswith("line 2: the row is 512 bytes, over the limit")
     with pytest.raises(TrainerFailure, match="over the limit of 100 bytes per file"):
-        records(raw, data.InputLimits(max_file_bytes=100, max_row_bytes=100), fmt="parquet")
+        records(raw, reading.InputLimits(max_file_bytes=100, max_row_bytes=100), fmt="parquet")
 
 
 JOB = {"job": {"namespace": "n", "name": "j", "uid": "u"},

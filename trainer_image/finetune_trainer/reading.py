@@ -1,0 +1,136 @@
+"""Reading a dataset object: bytes from S3 to parsed records, one row at a time.
+
+JSONL streams line by line in bounded memory (a row over the per-row cap is skipped, never held);
+Parquet is read as one object. Unparseable or oversized rows are reported with their line numbers
+in the DatasetReport; a file over the per-file cap fails the job (DatasetInvalid).
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from typing import Iterator, Optional
+
+from . import s3 as s3mod
+from .outcomes import ExitCode, TrainerFailure
+from .report_types import DatasetReport
+
+# --- reading ----------------------------------------------------------------------------------
+def file_format(uri: str, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    return "parquet" if uri.lower().endswith((".parquet", ".pq")) else "jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class InputLimits:
+    """How much of a dataset file the trainer reads: the file (bytes as stored) and one row. field names
+    the spec field the file came from, so the error says what to fix."""
+    max_file_bytes: int = 2 * 1024 ** 3
+    max_row_bytes: int = 4 * 1024 ** 2
+    field: str = "spec.dataset.uri"
+
+    @classmethod
+    def of(cls, cfg, field: str) -> "InputLimits":
+        rt = cfg.runtime
+        return cls(rt.max_file_bytes, rt.max_row_bytes, field)
+
+    def file_too_big(self, uri: str, size: int, read_so_far: bool = False) -> TrainerFailure:
+        what = f"more than {size} bytes" if read_so_far else f"{size} bytes"
+        return TrainerFailure(ExitCode.DATASET_INVALID,
+                              f"{self.field} {uri} is {what}, over the limit of {self.max_file_bytes} bytes per file "
+                              "(the trainer's runtime.maxFileBytes): split it into smaller files or ask the platform team")
+
+    def row_too_big(self, line: int, size: int) -> str:
+        return (f"line {line}: the row is {size} bytes, over the limit of {self.max_row_bytes} bytes per row "
+                f"(the trainer's runtime.maxRowBytes) in {self.field}")
+
+
+def read_records(s3, uri: str, fmt: str, max_rows: Optional[int], report: DatasetReport,
+                 limits: InputLimits = InputLimits()) -> Iterator[tuple[int, object]]:
+    """(line number, parsed record) per row; unparseable or oversized rows are reported, not yielded.
+    A file over limits.max_file_bytes fails the job (DatasetInvalid) before or while it is read."""
+    bucket, key = s3mod.parse_uri(uri)
+    with s3mod.errors(f"reading {uri}"):
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    report.source_etag = obj.get("ETag", "").strip('"')
+    size = obj.get("ContentLength")
+    if size is not None and int(size) > limits.max_file_bytes:
+        raise limits.file_too_big(uri, int(size))
+    count = 0
+    if fmt == "parquet":
+        rows = _parquet(obj["Body"], uri, report, limits)
+    else:
+        rows = _jsonl(obj["Body"], uri, report, limits)
+    for line, record in rows:
+        if max_rows is not None and count >= max_rows:
+            return
+        count += 1
+        yield line, record
+
+
+def _parquet(body, uri: str, report: DatasetReport, limits: InputLimits):
+    import pyarrow.parquet as pq
+    with s3mod.errors(f"reading {uri}"):
+        raw = body.read(limits.max_file_bytes + 1)  # the store's ContentLength is not trusted alone
+    if len(raw) > limits.max_file_bytes:
+        raise limits.file_too_big(uri, limits.max_file_bytes, read_so_far=True)
+    with s3mod.errors(f"reading {uri}"):
+        table = pq.read_table(io.BytesIO(raw))
+    del raw
+    for line, record in enumerate(table.to_pylist(), start=1):
+        size = len(json.dumps(record, default=str).encode())
+        if size > limits.max_row_bytes:
+            report.add_error(limits.row_too_big(line, size))
+            continue
+        yield line, record
+
+
+def bounded_lines(chunks, max_row_bytes: int, max_file_bytes: int):
+    """(line number, the line's bytes, 0) per line of a byte stream, or (line number, None, its size) for a
+    line over max_row_bytes, whose bytes are skipped, never held. OverflowError(bytes read) once more than
+    max_file_bytes were read."""
+    pending, skipping, line, total = b"", 0, 0, 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > max_file_bytes:
+            raise OverflowError(total)
+        parts = chunk.split(b"\n")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if skipping:
+                skipping += len(part)
+            elif len(pending) + len(part) > max_row_bytes:
+                skipping, pending = len(pending) + len(part), b""
+            else:
+                pending += part
+            if last:
+                break
+            line += 1
+            yield (line, None, skipping) if skipping else (line, pending, 0)
+            pending, skipping = b"", 0
+    if pending or skipping:
+        yield (line + 1, None, skipping) if skipping else (line + 1, pending, 0)
+
+
+def _jsonl(body, uri: str, report: DatasetReport, limits: InputLimits):
+    chunks = body.iter_chunks(1024 * 1024) if hasattr(body, "iter_chunks") else iter(lambda: body.read(1024 * 1024), b"")
+    lines = bounded_lines(chunks, limits.max_row_bytes, limits.max_file_bytes)
+    while True:
+        try:
+            with s3mod.errors(f"reading {uri}"):
+                item = next(lines, None)
+        except OverflowError as err:
+            raise limits.file_too_big(uri, int(err.args[0]), read_so_far=True) from None
+        if item is None:
+            return
+        line, raw, skipped = item
+        if raw is None:
+            report.add_error(limits.row_too_big(line, skipped))
+            continue
+        if not raw.strip():
+            continue
+        try:
+            yield line, json.loads(raw)
+        except ValueError as err:
+            report.add_error(f"line {line}: not valid JSON ({err.msg} at column {err.colno})")
