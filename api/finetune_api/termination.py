@@ -19,6 +19,8 @@ operator reads it there to decide whether to retry and what to put in status.res
 | 18   | AccessDenied        |           | S3 refused the credentials or the bucket |
 | 19   | CheckpointMismatch  |           | the checkpoint to resume from is not the one the operator recorded (its digest differs) |
 | 20   | ConfigMismatch      |           | the mounted config is not the one the operator wrote (its sha256 differs from the pod's FTO_TRAINER_CONFIG_SHA256) |
+| 21   | DatasetChanged      |           | a dataset object's content is not what validation checked (its sha256 or version differs) |
+| 22   | DatasetUnsafe       |           | the data-safety gate (spec.dataSafety) found rows a Fail action refuses (counts and line numbers, never values) |
 
 Document: {"reason", "exitCode", "retryable", "message", ...fields}. On success the fields are
 adapterUri, manifestUri, adapterDigest (finetune_api.manifest.digest), steps and metrics (or
@@ -49,6 +51,8 @@ class ExitCode(enum.IntEnum):
     ACCESS_DENIED = 18
     CHECKPOINT_MISMATCH = 19
     CONFIG_MISMATCH = 20
+    DATASET_CHANGED = 21
+    DATASET_UNSAFE = 22
 
 
 REASONS = {
@@ -60,6 +64,7 @@ REASONS = {
     ExitCode.ACCESS_DENIED: "AccessDenied",
     ExitCode.CHECKPOINT_MISMATCH: "CheckpointMismatch",
     ExitCode.CONFIG_MISMATCH: "ConfigMismatch",
+    ExitCode.DATASET_CHANGED: "DatasetChanged", ExitCode.DATASET_UNSAFE: "DatasetUnsafe",
 }
 RETRYABLE = frozenset({ExitCode.TRAINER_ERROR, ExitCode.S3_UNAVAILABLE, ExitCode.OUT_OF_MEMORY, ExitCode.PREEMPTED})
 
