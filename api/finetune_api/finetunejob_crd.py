@@ -6,7 +6,7 @@ manifest fails at `kubectl apply` (or in Argo CD's diff) with a message that nam
 """
 from __future__ import annotations
 
-from . import manifest
+from . import datasets, manifest
 from .schema import (array, boolean, column, conditions, crd_document, dns_label, integer, number, number_map, obj,
                      quantity, rule, s3_object, s3_prefix, sha256_digest, string, string_map, timestamp)
 
@@ -18,7 +18,7 @@ PHASES = ["Pending", "Validating", "Queued", "Running", "Succeeded", "Failed", "
 # run that did not happen. Lifecycle fields (suspend, cancel, deadlines) stay editable.
 EDITABLE_PHASES = ["Pending", "Validating"]
 FROZEN_SPEC_FIELDS = ["baseModel", "dataset", "credentials", "method", "training", "evaluation", "resources",
-                      "output"]
+                      "output", "dataSafety"]
 DATASET_FORMATS = ["instruction", "chat", "promptCompletion", "text"]
 ARCHITECTURES = ["llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "gpt2", "gpt_neox",
                  "falcon", "opt", "auto"]
@@ -453,6 +453,103 @@ def gates(path: str) -> dict:
     })
 
 
+SAFETY_ACTIONS_REDACT = ["Fail", "Redact", "Warn", "Off"]
+SAFETY_ACTIONS_DROP = ["Fail", "Drop", "Warn", "Off"]
+SAFETY_CHECKS = ["pii", "secrets", "specialTokens", "nearDuplicates", "leakage", "cleaning", "moderation"]
+
+
+def _safety_action(field: str, actions: list, default: str, what: str) -> dict:
+    return string(f"spec.dataSafety.{field}.action: what a finding does. {what} Off skips the check.",
+                  enum=actions, default=default)
+
+
+def _jaccard(field: str) -> dict:
+    return number(f"spec.dataSafety.{field}.threshold: MinHash Jaccard similarity (0 < x <= 1) from which two "
+                  "rows count as near-duplicates.", minimum=0, exclusive_minimum=True, maximum=1, default=0.9)
+
+
+def _moderation() -> dict:
+    return obj("spec.dataSafety.moderation: an in-cluster OpenAI-compatible moderation endpoint (POST "
+               "/v1/moderations) asked about every row. Off by default; the tenant names an endpoint from the "
+               "list the platform team configured (Helm value dataSafety.moderationEndpoints), never a URL.", {
+        "endpoint": dns_label("spec.dataSafety.moderation.endpoint: the NAME of an endpoint in the operator's "
+                              "list; a name not in it is refused before any pod (reason "
+                              "ModerationEndpointNotAllowed).", "spec.dataSafety.moderation.endpoint"),
+        "action": _safety_action("moderation", SAFETY_ACTIONS_DROP, "Off",
+                                 "Fail refuses the dataset; Drop leaves flagged rows out; Warn counts them."),
+        "timeoutSeconds": integer("spec.dataSafety.moderation.timeoutSeconds: deadline of one call (a call "
+                                  "past it fails validation as a retryable error).", minimum=1, maximum=60,
+                                  default=5),
+    }, default={}, rules=[
+        rule("!has(self.action) || self.action == 'Off' || has(self.endpoint)",
+             "spec.dataSafety.moderation.action other than Off needs spec.dataSafety.moderation.endpoint (the "
+             "name of an endpoint the platform team configured)", field_path=".endpoint"),
+    ])
+
+
+def data_safety() -> dict:
+    """spec.dataSafety: the checks the validate pod runs on every row (finetune_trainer.safety.gate)."""
+    return obj("spec.dataSafety: the data-safety gate, run in the validate-only pod on CPU and offline before any "
+               "GPU is requested. Absent: no gate. Present (even {}): every check runs with its default action. "
+               "Counts and line numbers go to status.datasetStats.safety, never a matched value. Redact, Drop and "
+               "cleaning write a transformed copy under spec.output.uri (dataset/<role>.jsonl) and training "
+               "reads that copy (its sha256 in lineage, derivedFrom the original). A Fail ends the job with "
+               "reason DatasetUnsafe.", {
+        "pii": obj("spec.dataSafety.pii: personal data found by Presidio pattern recognizers (email, phone, "
+                   "credit card with checksum, IBAN, IP address, national ids).", {
+            "action": _safety_action("pii", SAFETY_ACTIONS_REDACT, "Warn",
+                                     "Fail refuses the dataset; Redact replaces each value with <ENTITY_TYPE>; "
+                                     "Warn counts it."),
+            "entities": array("spec.dataSafety.pii.entities: entity types to look for (e.g. EMAIL_ADDRESS, "
+                              "PHONE_NUMBER); empty: EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD, IBAN_CODE, "
+                              "IP_ADDRESS and US_SSN (the other national-id patterns also match ordinary "
+                              "order numbers, so they are opt-in).",
+                              string("A Presidio entity type.", max_length=64, pattern="^[A-Z][A-Z0-9_]*$"),
+                              max_items=32),
+            "minScore": number("spec.dataSafety.pii.minScore: Presidio score (0..1) from which a match counts. "
+                               "Without Presidio's NLP context boost (not used: it needs a downloaded model) phone "
+                               "numbers score 0.4, so a higher value skips them.", minimum=0, maximum=1,
+                               default=0.4),
+        }, default={}),
+        "secrets": obj("spec.dataSafety.secrets: credentials found by detect-secrets plugins (cloud keys, tokens, "
+                       "private keys, high-entropy strings).", {
+            "action": _safety_action("secrets", SAFETY_ACTIONS_REDACT, "Warn",
+                                     "Fail refuses the dataset; Redact replaces each value with a placeholder; "
+                                     "Warn counts it."),
+        }, default={}),
+        "specialTokens": obj("spec.dataSafety.specialTokens: the base model's own special/control tokens (e.g. "
+                             "the chat template's role markers) written inside row text.", {
+            "action": _safety_action("specialTokens", SAFETY_ACTIONS_DROP, "Fail",
+                                     "Fail refuses the dataset; Drop leaves such rows out; Warn counts them."),
+        }, default={}),
+        "nearDuplicates": obj("spec.dataSafety.nearDuplicates: training rows whose prompt/user turn near-duplicates "
+                              "an earlier training row (MinHash LSH).", {
+            "action": _safety_action("nearDuplicates", SAFETY_ACTIONS_DROP, "Warn",
+                                     "Fail refuses the dataset; Drop keeps only the first; Warn counts them."),
+            "threshold": _jaccard("nearDuplicates"),
+        }, default={}),
+        "leakage": obj("spec.dataSafety.leakage: validation or regression rows that near-duplicate a training row "
+                       "(the held-out score would be inflated).", {
+            "action": _safety_action("leakage", SAFETY_ACTIONS_DROP, "Fail",
+                                     "Fail refuses the dataset; Drop leaves the leaking held-out rows out; Warn "
+                                     "counts them."),
+            "threshold": _jaccard("leakage"),
+        }, default={}),
+        "cleaning": obj("spec.dataSafety.cleaning: optional transformations of every row; each changed or dropped "
+                        "row goes into the transformed copy.", {
+            "stripHtml": boolean("Remove HTML tags (and decode entities) from message text.", default=False),
+            "unicodeNfc": boolean("Normalise text to Unicode NFC.", default=False),
+            "dropExactDuplicates": boolean("Drop rows identical to an earlier row of the same role (after the "
+                                           "other cleaning).", default=False),
+            "dropNearDuplicates": boolean("Drop training rows that near-duplicate an earlier training row (as "
+                                          "nearDuplicates.action Drop).", default=False),
+        }, default={}),
+        "moderation": _moderation(),
+        "maxLinesReported": integer("spec.dataSafety.maxLinesReported: line numbers kept per check in status and "
+                                    "messages (1-20).", minimum=1, maximum=20, default=10),
+    })
+
+
 def output() -> dict:
     return obj("spec.output: where the result goes.", {
         "uri": s3_prefix("spec.output.uri: s3:// prefix for the adapter, its manifest and checkpoints "
@@ -473,6 +570,7 @@ def spec() -> dict:
         "resources": resources(),
         "lifecycle": lifecycle(),
         "output": output(),
+        "dataSafety": data_safety(),
     }, required=["baseModel", "dataset", "output"], rules=[
         rule(gpu_need, "spec.method.type qlora needs GPUs: set spec.resources.gpusPerNode >= 1 (bitsandbytes 4-bit "
              "kernels run only on CUDA) or use method lora", field_path=".resources.gpusPerNode"),
@@ -487,6 +585,31 @@ def spec() -> dict:
              "spec.baseModel.pvc only works with spec.resources.nodes 1 (a claim is mounted by one node); "
              "use spec.baseModel.uri for multi-node jobs", field_path=".baseModel.pvc"),
     ])
+
+
+def _role_counts(description: str) -> dict:
+    return obj(description, {r: integer(f"{r} rows.", minimum=0, fmt="int64")
+                             for r in ("train", "validation", "regression")})
+
+
+def safety_status() -> dict:
+    """status.datasetStats.safety: what the gate found, as counts and line numbers only."""
+    check = obj("One check's findings: counts and line numbers, never a matched value.", {
+        "rows": integer("Rows with a finding.", minimum=0, fmt="int64"),
+        "entities": {"type": "object", "description": "Findings by entity or secret type (e.g. EMAIL_ADDRESS: 2).",
+                     "maxProperties": 64, "additionalProperties": {"type": "integer", "format": "int64"}},
+        "lines": array("The first line numbers with a finding (up to spec.dataSafety.maxLinesReported), in the "
+                       "object the row came from.", integer("A line number.", minimum=0, fmt="int64"), max_items=20),
+        "trainLines": array("leakage: the training lines the held-out rows duplicate.",
+                            integer("A line number.", minimum=0, fmt="int64"), max_items=20),
+        "action": string("The action applied (Fail, Redact, Drop, Warn).", max_length=16),
+        "byRole": _role_counts("Rows with a finding per role, when not only training rows had one."),
+    })
+    return obj("What spec.dataSafety found (counts by check and entity type, up to maxLinesReported line numbers "
+               "per check; never a value), and the rows each role's transformed copy changed or dropped.",
+               {**{name: check for name in SAFETY_CHECKS},
+                "changed": _role_counts("Rows transformed or dropped, per role."),
+                "dropped": _role_counts("Rows dropped, per role.")})
 
 
 def status() -> dict:
@@ -504,7 +627,8 @@ def status() -> dict:
         "observedGeneration": integer("The metadata.generation the status reflects.", fmt="int64"),
         "phase": string("Where the job is: Pending, Validating, Queued, Running, Succeeded, Failed, Suspended or "
                         "Cancelled.", enum=PHASES),
-        "reason": string("A CamelCase reason for the phase, e.g. DatasetInvalid, CredentialsMissing, "
+        "reason": string("A CamelCase reason for the phase, e.g. DatasetInvalid, DatasetUnsafe, "
+                         "ModerationEndpointNotAllowed, CredentialsMissing, "
                          "CredentialsRequired, SecretNotOptedIn, SchedulingNotAllowed, CheckpointMismatch, "
                          "DeadlineExceeded, BackoffLimitExceeded.", max_length=128),
         "message": string("The reason in plain words.", max_length=32768),
@@ -562,6 +686,10 @@ def status() -> dict:
             "tokens": integer("Training tokens.", fmt="int64"),
             "rowsOverMaxSeqLength": integer("Rows longer than maxSeqLength (truncated).", fmt="int64"),
             "duplicateRows": integer("Exact duplicate rows.", fmt="int64"),
+            "safety": safety_status(),
+            "sources": datasets.schema("The dataset objects validation checked, by sha256 (and VersionId on a "
+                                       "versioned bucket); the trainer refuses any other content "
+                                       "(DatasetChanged)."),
         }),
         "result": obj("The trained adapter, once Succeeded.", {
             "adapterUri": string("s3:// prefix of the adapter files.", max_length=1024),
@@ -574,7 +702,10 @@ def status() -> dict:
         }),
         "lineage": obj("Where the result came from.", {
             "datasetUri": string("Training data.", max_length=1024),
-            "datasetEtag": string("Its S3 ETag or digest at training time.", max_length=128),
+            "datasetEtag": string("Its S3 ETag at training time (kept for compatibility; not a content "
+                                  "digest for multipart uploads: see datasets).", max_length=128),
+            "datasets": datasets.schema("Every dataset object the adapter was trained and evaluated on "
+                                        "(training, validation, regression, and transformed copies), by sha256."),
             "baseModelDigest": string("Digest of the base model's weights.", max_length=71),
             "configHash": string("sha256 of the rendered trainer config.", max_length=71),
             "trainerImage": string("Trainer image.", max_length=512),

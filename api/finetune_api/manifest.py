@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from . import datasets
 from .digests import bytes_digest, file_sha256
 
 API_VERSION = "finetune.fto.dev/v1alpha1"
@@ -91,13 +92,27 @@ def file_entries(folder: Path) -> list:
 
 def build(*, job: dict, method: str, model_type: str, lora: Optional[dict], files: list, base_model: dict,
           dataset: dict, dataset_stats: dict, config_hash: str, trainer_version: str, trainer_image: str,
-          metrics: dict, steps: int, tokens: int, wall_seconds: float, created_at: str) -> dict:
-    """The document the trainer writes. lora: {"r", "alpha", "targetModules"} or None (full)."""
+          metrics: dict, steps: int, tokens: int, wall_seconds: float, created_at: str,
+          precision: Optional[str] = None) -> dict:
+    """The document the trainer writes. lora: {"r", "alpha", "targetModules"} or None (full).
+    dataset: {"uri", "validationUri", "sources": finetune_api.datasets documents (each object's role, uri,
+    sha256, bytes, versionId?, derivedFrom?), "etag": the training object's S3 ETag, kept for readers of
+    older manifests: it is no content digest (a multipart upload's ETag is not); sources are}.
+    precision: the effective spec.training.precision (bf16, fp16 or fp32; auto resolved on the hardware)."""
     return {"apiVersion": API_VERSION, "kind": KIND, "job": job, "method": method, "modelType": model_type,
-            "lora": lora, "files": files, "baseModel": base_model, "dataset": dataset,
+            "precision": precision, "lora": lora, "files": files, "baseModel": base_model, "dataset": dataset,
             "datasetStats": dataset_stats, "configHash": config_hash, "trainerVersion": trainer_version,
             "trainerImage": trainer_image, "metrics": metrics, "steps": steps, "tokens": tokens,
             "wallSeconds": wall_seconds, "createdAt": created_at}
+
+
+def dataset_sources(doc: dict) -> list:
+    """The manifest's dataset.sources (finetune_api.datasets documents) as checked documents for lineage;
+    [] when absent or malformed (an older trainer wrote only dataset.etag)."""
+    try:
+        return datasets.to_docs(datasets.from_docs((doc.get("dataset") or {}).get("sources") or []))
+    except datasets.DatasetSourcesError:
+        return []
 
 
 def parse(raw: bytes, expected_digest: Optional[str] = None) -> AdapterManifest:

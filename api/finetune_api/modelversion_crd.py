@@ -7,7 +7,7 @@ tool reports the object as degraded until Git says something else.
 """
 from __future__ import annotations
 
-from . import finetunejob_crd as ftj
+from . import datasets, finetunejob_crd as ftj
 from .schema import (array, boolean, column, conditions, crd_document, dns_label, integer, local_object_ref, number, number_map, obj,
                      rule, s3_prefix, sha256_digest, string, timestamp)
 
@@ -163,7 +163,10 @@ def status() -> dict:
         "lineage": obj("Where the adapter came from (from the training manifest).", {
             "jobName": string("The FineTuneJob.", max_length=253),
             "datasetUri": string("Training data.", max_length=1024),
-            "datasetEtag": string("Its ETag or digest.", max_length=128),
+            "datasetEtag": string("Its S3 ETag (kept for compatibility; not a content digest: see datasets).",
+                                  max_length=128),
+            "datasets": datasets.schema("Every dataset object the adapter was trained and evaluated on, by "
+                                            "sha256 (the manifest's dataset.sources)."),
             "baseModelDigest": string("Base weights' digest.", max_length=71),
             "configHash": string("sha256 of the trainer config.", max_length=71),
             "trainerImage": string("Trainer image.", max_length=512),

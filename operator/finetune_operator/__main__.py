@@ -37,9 +37,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "namespace with slow passes from stalling the others")
     parser.add_argument("--resync-seconds", type=float, default=60.0,
                         help="how often every object is looked at even without a watch event")
+    parser.add_argument("--moderation-endpoint", action="append", default=[], metavar="NAME=URL",
+                        help="an in-cluster moderation endpoint spec.dataSafety.moderation.endpoint may name "
+                             "(repeatable; added to $FTO_MODERATION_ENDPOINTS, the chart's "
+                             "dataSafety.moderationEndpoints)")
     parser.add_argument("--standalone", action="store_true", help="accepted for compatibility; same as no Lease")
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
+
+
+def with_moderation_flags(settings, flags: list):
+    """settings with each --moderation-endpoint NAME=URL added to its moderation endpoints (checked)."""
+    import dataclasses
+
+    from .builders.settings import moderation_endpoints
+    if not flags:
+        return settings
+    pairs = dict(flag.split("=", 1) if "=" in flag else (flag, "") for flag in flags)
+    merged = moderation_endpoints({**settings.moderation_endpoints, **pairs})
+    return dataclasses.replace(settings, moderation_endpoints=merged)
 
 
 def build_runtime(args: argparse.Namespace):
@@ -56,7 +72,8 @@ def build_runtime(args: argparse.Namespace):
                                       args.leader_election_namespace, args.leader_election_lease)
     if args.metrics_address:
         metrics.serve(args.metrics_address)
-    return Runtime(OperatorSettings.from_env(), kinds(), elector, namespaces=args.namespace or None,
+    return Runtime(with_moderation_flags(OperatorSettings.from_env(), args.moderation_endpoint), kinds(), elector,
+                   namespaces=args.namespace or None,
                    workers=args.workers, resync_seconds=args.resync_seconds,
                    namespace_limit=args.max_workers_per_namespace or None)
 

@@ -22,6 +22,8 @@ REASON_TRAINED = "Trained"             # the adapter and manifest are written
 REASON_RETRYING = "Retrying"           # a retryable failure; the next attempt resumes from a checkpoint
 REASON_CANCELLED = "Cancelled"         # spec.lifecycle.cancel was set
 REASON_OUT_OF_MEMORY = termination.REASONS[termination.ExitCode.OUT_OF_MEMORY]  # CUDA OOM, or the container OOM-killed
+# The validate pod's data-safety gate refused the dataset (spec.dataSafety, a Fail action): permanent.
+REASON_DATASET_UNSAFE = termination.REASONS[termination.ExitCode.DATASET_UNSAFE]
 REASON_RETRIES_EXHAUSTED = "RetryLimitExceeded"  # retryable failures beyond spec.lifecycle.retryLimit
 
 

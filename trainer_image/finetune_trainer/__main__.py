@@ -53,8 +53,27 @@ def _train(args) -> int:
         if type(err).__name__ == "OutOfMemoryError":  # torch's CUDA OOM outside the training step (evaluation)
             failure = TrainerFailure(ExitCode.OUT_OF_MEMORY, f"out of GPU memory: {err}")
             return _report(failure, message_path)
+        if _dataset_decoding_problem(err):
+            failure = TrainerFailure(ExitCode.DATASET_INVALID, f"the dataset could not be read: {type(err).__name__}: "
+                                                               f"{str(err)[:300]}")
+            return _report(failure, message_path)
         failure = TrainerFailure(ExitCode.TRAINER_ERROR, f"{type(err).__name__}: {err}")
     return _report(failure, message_path)
+
+
+# The trainer's modules that turn dataset bytes into rows and tokens.
+DATA_MODULES = frozenset({"reading.py", "parsing.py", "data.py"})
+
+
+def _dataset_decoding_problem(err: BaseException) -> bool:
+    """A decoding error or runaway recursion raised while the data modules were on the stack is the data's
+    fault (permanent), not the trainer's: defence in depth behind parsing.py, which reports such rows itself.
+    The same error types raised anywhere else (config, model, training) stay TrainerError."""
+    if not isinstance(err, (UnicodeError, RecursionError)):
+        return False
+    from pathlib import Path
+    return any(Path(f.filename).name in DATA_MODULES and Path(f.filename).parent.name == "finetune_trainer"
+               for f in traceback.extract_tb(err.__traceback__))
 
 
 def _report(failure, message_path) -> int:

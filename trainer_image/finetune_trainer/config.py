@@ -23,7 +23,7 @@ from typing import Optional
 
 import yaml
 
-from finetune_api import finetunejob_crd, resume
+from finetune_api import datasets, finetunejob_crd, resume
 from finetune_api.structural import SchemaError, apply_defaults, validate
 
 from .architectures import default_target_modules
@@ -94,6 +94,11 @@ class Runtime:
     max_file_bytes: int = 2 * 1024 ** 3
     max_row_bytes: int = 4 * 1024 ** 2
     regex_timeout_seconds: float = 1.0
+    # The dataset objects the validate pod checked (finetune_api.datasets sources, from
+    # $FTO_VALIDATED_DATASETS, set by the operator on the trainer Job): each object read is checked against them.
+    validated_datasets: tuple = ()
+    # spec.dataSafety.moderation's endpoint, resolved by the operator from its admin-set list (never the tenant's URL).
+    moderation_url: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,9 +235,18 @@ def from_dict(doc: dict) -> TrainerConfig:
                                         "FTO_MICRO_BATCH_SPLIT"),
         **_resume(rt, spec),
         **_input_limits(rt),
+        validated_datasets=_validated_datasets(),
+        moderation_url=rt.get("moderationUrl") or None,
     )
     return TrainerConfig(JobIdentity(job["namespace"], job["name"], job["uid"], int(os.environ.get("FTO_TRAINER_ATTEMPT") or job.get("attempt", 1))),
                          spec, runtime)
+
+
+def _validated_datasets() -> tuple:
+    try:
+        return datasets.decode(os.environ.get(datasets.ENV))
+    except datasets.DatasetSourcesError as err:
+        raise ConfigError(f"${datasets.ENV}: {err}") from None
 
 
 def _resume(rt: dict, spec: dict) -> dict:

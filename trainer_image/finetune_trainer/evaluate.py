@@ -15,20 +15,22 @@ from typing import Optional
 # Not the standard library's re: `regex` takes a timeout per match, so a catastrophic answerRegex
 # (e.g. (a+)+$ over a long answer) costs at most that long instead of hanging the trainer. It ships
 # with transformers (its tokenizers use it) and reads re's syntax.
+import numpy as np
 import regex
 import torch
 
 from .data import IGNORE
 from .loss import collate
+from .store import lengths_of
 
 
 @torch.no_grad()
-def eval_loss(loss_module, examples: list, batch_size: int, pad_id: int, device) -> dict:
+def eval_loss(loss_module, examples, batch_size: int, pad_id: int, device) -> dict:
     if not examples:
         return {}
     loss_module.eval()
     total, count = 0.0, 0
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i]))
+    order = np.argsort(lengths_of(examples), kind="stable").tolist()  # shortest first, as sorted() was
     for start in range(0, len(order), batch_size):
         batch = collate([[i] for i in order[start:start + batch_size]], examples, pad_id, packed=False)
         loss_sum, n = loss_module(batch["input_ids"].to(device), batch["labels"].to(device),
@@ -114,20 +116,22 @@ def task_checks(model, tokenizer, samples: list, device, json_schema: str | None
     return scores
 
 
-def held_out_prompts(examples: list, tokenizer, limit: int) -> list:
+def held_out_prompts(examples, tokenizer, limit: int) -> list:
     """(prompt token ids, reference answer) per validation example: the prompt is everything before the
     first trained token, the reference the first run of trained tokens (the first assistant answer)."""
     out = []
-    for e in examples[:limit]:
-        first = next((i for i, x in enumerate(e.labels) if x != IGNORE), None)
+    for k in range(min(limit, len(examples))):
+        e = examples[k]
+        ids, labels = np.asarray(e.input_ids).tolist(), np.asarray(e.labels).tolist()
+        first = next((i for i, x in enumerate(labels) if x != IGNORE), None)
         if first is None:
             continue
-        end = next((i for i in range(first, len(e.labels)) if e.labels[i] == IGNORE), len(e.labels))
-        out.append((e.input_ids[:first], tokenizer.decode(e.input_ids[first:end], skip_special_tokens=True)))
+        end = next((i for i in range(first, len(labels)) if labels[i] == IGNORE), len(labels))
+        out.append((ids[:first], tokenizer.decode(ids[first:end], skip_special_tokens=True)))
     return out
 
 
-def regression_losses(model, loss_module, examples: list, batch_size: int, pad_id: int, device) -> dict:
+def regression_losses(model, loss_module, examples, batch_size: int, pad_id: int, device) -> dict:
     """Loss on a general-purpose set with the adapter and without: a rise is forgetting."""
     if not examples:
         return {}

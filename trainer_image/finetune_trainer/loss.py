@@ -10,22 +10,25 @@ true number of trained tokens.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .data import IGNORE
 
 
-def collate(rows: list, examples: list, pad_id: int, packed: bool) -> dict:
+def collate(rows: list, examples, pad_id: int, packed: bool) -> dict:
+    """examples: a store (store.py) or a list of data.Example; only the examples in rows are read."""
     seqs = []
     for row in rows:
-        ids, labels, pos = [], [], []
-        for i in row:
-            e = examples[i]
-            ids += e.input_ids
-            # The first token of a packed example is never predicted from the previous example.
-            labels += [IGNORE] + e.labels[1:] if packed else e.labels
-            pos += list(range(len(e.input_ids)))
+        parts = [examples[i] for i in row]
+        ids = np.concatenate([np.asarray(e.input_ids, dtype=np.int64) for e in parts])
+        # The first token of a packed example is never predicted from the previous example.
+        labels = np.concatenate([np.asarray(e.labels, dtype=np.int64) for e in parts])
+        starts = np.cumsum([0] + [len(e) for e in parts[:-1]])
+        if packed:
+            labels[starts] = IGNORE
+        pos = np.arange(len(ids)) - np.repeat(starts, [len(e) for e in parts])
         seqs.append((ids, labels, pos))
     width = max(len(s[0]) for s in seqs)
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -34,8 +37,8 @@ def collate(rows: list, examples: list, pad_id: int, packed: bool) -> dict:
     attention = torch.zeros((len(seqs), width), dtype=torch.long)
     for r, (ids, lab, pos) in enumerate(seqs):
         n = len(ids)
-        input_ids[r, :n], labels[r, :n], attention[r, :n] = torch.tensor(ids), torch.tensor(lab), 1
-        position_ids[r, :n] = torch.tensor(pos)
+        input_ids[r, :n], labels[r, :n], attention[r, :n] = torch.from_numpy(ids), torch.from_numpy(lab), 1
+        position_ids[r, :n] = torch.from_numpy(pos)
         position_ids[r, n:] = torch.arange(width - n)  # padding forms its own (untrained) segment
     batch = {"input_ids": input_ids, "labels": labels, "tokens": int(attention.sum()),
              "examples": sum(len(row) for row in rows)}

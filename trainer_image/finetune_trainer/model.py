@@ -13,7 +13,7 @@ from pathlib import Path
 
 from finetune_api.digests import DOWNLOAD_MARKER, folder_digest
 
-from . import s3 as s3mod
+from . import precision as precisionmod, s3 as s3mod
 from .architectures import CONV1D_ARCHITECTURES
 from .outcomes import ExitCode, TrainerFailure
 
@@ -47,38 +47,33 @@ def verify_digest(cfg, folder: Path) -> str:
     return digest
 
 
-def compute_dtype(cfg, cuda: bool):
-    import torch
-    precision = cfg.training["precision"]
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-    if precision in ("bf16", "fp16") and not cuda:
-        raise TrainerFailure(ExitCode.UNSUPPORTED_HARDWARE,
-                             f"spec.training.precision {precision} needs a GPU here; use auto or fp32 on CPU")
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
-
-
-def load(cfg, folder: Path, device):
-    """(model ready to train, tokenizer, model_type). The model's trainable parameters are the method's."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    cuda = device.type == "cuda"
-    method = cfg.method
-    if method == "qlora" and not cuda:
+def hardware_plan(cfg, device) -> "precisionmod.Plan":
+    """Fails early (UnsupportedHardware) for what this device cannot run; else the run's precision Plan."""
+    if cfg.method == "qlora" and device.type != "cuda":
         raise TrainerFailure(ExitCode.UNSUPPORTED_HARDWARE,
                              "spec.method.type qlora needs a CUDA GPU: bitsandbytes' 4-bit NF4 kernels run only on "
                              "NVIDIA GPUs and none is visible here (torch.cuda.is_available() is False). The trainer "
                              "does not fall back to full precision; use method lora to train on CPU.")
+    return precisionmod.resolve(cfg, device)
+
+
+def load(cfg, folder: Path, device, plan=None):
+    """(model ready to train, tokenizer, model_type). The model's trainable parameters are the method's.
+
+    plan (precision.Plan, default hardware_plan(cfg, device)) sets the dtype the base is loaded in."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    plan = plan or hardware_plan(cfg, device)
+    method = cfg.method
     model_type = AutoConfig.from_pretrained(folder).model_type
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    kwargs = {"dtype": torch.float32}
+    kwargs = {"dtype": plan.torch_dtype()}
     if method == "qlora":
         from transformers import BitsAndBytesConfig
         q = cfg.quantization
-        qdtype = getattr(torch, q["computeDtype"])
+        qdtype = plan.torch_dtype()
         kwargs = {"dtype": qdtype, "device_map": {"": device.index or 0},
                   "quantization_config": BitsAndBytesConfig(
                       load_in_4bit=True, bnb_4bit_quant_type=q["quantType"],
@@ -107,7 +102,8 @@ def load(cfg, folder: Path, device):
                              use_dora=lora["useDora"], task_type="CAUSAL_LM",
                              fan_in_fan_out=model_type in CONV1D_ARCHITECTURES)
     try:
-        model = get_peft_model(model, peft_config)
+        # The adapter weights stay fp32 over a half-precision base: the optimiser's master copy (precision.py).
+        model = get_peft_model(model, peft_config, autocast_adapter_dtype=True)
     except ValueError as err:  # e.g. target modules not found in the model
         raise TrainerFailure(ExitCode.INVALID_CONFIG, f"spec.method.lora.targetModules: {err}") from None
     return model, tokenizer, model_type

@@ -16,9 +16,16 @@ class DatasetReport:
     duplicate_rows: int = 0
     empty_completions: int = 0
     skipped_rows: int = 0
+    # The validate pass (data.validate): usable regression rows, and rows the data-safety gate
+    # (Contract A) dropped or changed, over all objects.
+    regression_rows: int = 0
+    dropped_rows: int = 0
+    changed_rows: int = 0
     error_count: int = 0
     errors: list = dataclasses.field(default_factory=list)
     source_etag: str = ""
+    # One finetune_api.datasets source document per object read to its end ({role, uri, sha256, bytes, versionId?}).
+    sources: list = dataclasses.field(default_factory=list)
 
     def add_error(self, message: str) -> None:
         self.error_count += 1

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from finetune_api import manifest as manifestmod, resume
+from finetune_api import datasets, manifest as manifestmod, resume
 
-from . import __version__, batching, checkpoint, data, evaluate, model as modelmod, parallel, s3 as s3mod
+from . import __version__, batching, checkpoint, data, derived, evaluate, model as modelmod, parallel, s3 as s3mod
 from .config import TrainerConfig
 from .loss import TokenLoss, collate
 from .outcomes import ExitCode, TrainerFailure
@@ -98,17 +98,42 @@ class Recipe:
 
     def _setup_data(self, s3, tokenizer):
         self.reporter.update(phase="validating")
-        return data.load(self.cfg, s3, tokenizer)
+        return data.load(derived.training_config(self.cfg), s3, tokenizer)  # a validated copy where one was made
 
     def validate_only(self) -> dict:
-        """Checks the dataset (and that the base model's tokenizer loads) without touching a GPU."""
+        """Checks the dataset (and that the base model's tokenizer loads) without touching a GPU. Its
+        datasetStats (also a failure's stats) carry peakRssBytes: the pod's memory limit is not enforced
+        everywhere (the process node), so the pass reports what it took."""
+        try:
+            result = self._validate_only()
+        except TrainerFailure as err:
+            if isinstance(err.details.get("stats"), dict):
+                err.details["stats"]["peakRssBytes"] = peak_rss_bytes()
+            raise
+        result["datasetStats"]["peakRssBytes"] = peak_rss_bytes()
+        return result
+
+    def _validate_only(self) -> dict:
         from transformers import AutoTokenizer
         s3 = self._setup_s3()
         folder = modelmod.fetch(self.cfg, s3)
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        _, _, report = self._setup_data(s3, tokenizer)
+        self.reporter.update(phase="validating")
+        gate = self._safety_gate(tokenizer)  # spec.dataSafety; a Fail ends validation with DatasetUnsafe
+        report = data.validate(self.cfg, s3, tokenizer, gate=gate)  # streaming, bounded memory: no examples kept
         self._check_output_writable(s3)
-        return {"datasetStats": report.summary()}
+        if gate is None:
+            return {"datasetStats": report.summary()}
+        # Redact/Drop/cleaning changed rows: training reads these copies (derived.training_config)
+        report.sources = [*report.sources, *derived.upload_copies(s3, self.cfg, gate.copy_paths(), report.sources)]
+        return {"datasetStats": {**report.summary(), "safety": gate.report()}}
+
+    def _safety_gate(self, tokenizer):
+        config = derived.safety_config(self.cfg)
+        if config is None:
+            return None
+        from .safety.gate import Gate
+        return Gate(config, tokenizer, work_dir=self.cfg.runtime.work_dir)
 
     def _check_output_writable(self, s3) -> None:
         """Writes and deletes a marker under spec.output.uri, so a read-only prefix fails now, not after training."""
@@ -121,6 +146,7 @@ class Recipe:
 
     def run(self) -> dict:
         cfg, dist, t = self.cfg, self.dist, self.cfg.training
+        self.plan = modelmod.hardware_plan(cfg, dist.device)  # dtype and hardware checked before anything loads
         signal.signal(signal.SIGTERM, self._on_sigterm)
         self.reporter.serve(cfg.runtime.metrics_host, cfg.runtime.metrics_port)
         torch.manual_seed(t["seed"])
@@ -132,7 +158,7 @@ class Recipe:
         dist.barrier()
         folder = modelmod.fetch(cfg, s3)
         base_digest = modelmod.verify_digest(cfg, folder)
-        model, tokenizer, model_type = modelmod.load(cfg, folder, dist.device)
+        model, tokenizer, model_type = modelmod.load(cfg, folder, dist.device, self.plan)
         train_set, val_set, stats = self._setup_data(s3, tokenizer)
         regression_set = data.load_regression_set(cfg, s3, tokenizer)
         log.info("data: %s", json.dumps(stats.summary()))
@@ -140,7 +166,7 @@ class Recipe:
         trainer = parallel.wrap(loss_module, model, t["distributedStrategy"], dist)  # before the optimiser
         fsdp = parallel.sharded(trainer)
 
-        lengths = [len(e) for e in train_set]
+        lengths = train_set.lengths  # a store's lengths: the plan is built from indices, the rows stay on disk
         plan_for = lambda epoch: batching.plan(lengths, t["batchSize"], t["packing"], t["maxSeqLength"],  # noqa: E731
                                                t["seed"], epoch, dist.world, dist.rank)
         accum = t["gradientAccumulationSteps"]
@@ -152,6 +178,7 @@ class Recipe:
         total_steps = max(1, total_micro // accum)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=t["learningRate"], weight_decay=t["weightDecay"])
+        scaler, autocast = self.plan.scaler(dist.device), lambda: self.plan.autocast_context(dist.device)  # noqa: E731
         from transformers import get_scheduler
         warmup = t.get("warmupSteps", math.ceil(total_steps * t.get("warmupRatio", 0.0)))
         scheduler = get_scheduler(t["lrScheduler"], optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
@@ -228,8 +255,10 @@ class Recipe:
                     sync = i == len(step_micro) - 1 or dist.world == 1
                     with parallel.gradient_sync(trainer, sync):
                         kwargs = {k: b[k].to(dist.device) for k in ("attention_mask", "position_ids") if k in b}
-                        loss_sum, _ = trainer(b["input_ids"].to(dist.device), b["labels"].to(dist.device), **kwargs)
-                        (loss_sum / n_trained).backward()
+                        with autocast():
+                            loss_sum, _ = trainer(b["input_ids"].to(dist.device), b["labels"].to(dist.device),
+                                                  **kwargs)
+                        scaler.scale(loss_sum / n_trained).backward()
                     step_loss += float(loss_sum.detach())
                     window_real += b["tokens"]
                     window_samples += b["examples"]
@@ -238,8 +267,10 @@ class Recipe:
             if not math.isfinite(step_loss):
                 raise TrainerFailure(ExitCode.DIVERGED, f"training diverged: the loss became {step_loss} at step "
                                      f"{step + 1}; lower spec.training.learningRate or check the data")
+            scaler.unscale_(optimizer)  # fp16: clip the true gradients; a step with inf gradients is skipped
             clip_gradients(params, t["maxGradNorm"])
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -362,11 +393,12 @@ class Recipe:
             files=files,
             base_model={"name": cfg.base_model["name"], "uri": cfg.base_model.get("uri"), "digest": base_digest},
             dataset={"uri": cfg.dataset["uri"], "etag": stats.source_etag,
-                     "validationUri": cfg.dataset.get("validationUri")},
+                     "validationUri": cfg.dataset.get("validationUri"),
+                     "sources": datasets.to_docs(cfg.runtime.validated_datasets) or stats.sources},
             dataset_stats=stats.summary(), config_hash=cfg.config_hash, trainer_version=__version__,
             trainer_image=os.environ.get("FTO_TRAINER_IMAGE", ""),
             metrics={k: round(v, 6) for k, v in metrics.items()}, steps=steps, tokens=tokens,
-            wall_seconds=round(time.monotonic() - self.t_start, 1), created_at=_now())
+            wall_seconds=round(time.monotonic() - self.t_start, 1), created_at=_now(), precision=self.plan.precision)
         body = manifestmod.encode(manifest)
         manifest_uri = s3mod.join(out, manifestmod.FILE_NAME)
         bucket, key = s3mod.parse_uri(manifest_uri)
@@ -385,6 +417,12 @@ def clip_gradients(params, max_norm: float):
     if not max_norm:
         return None
     return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _now() -> str:

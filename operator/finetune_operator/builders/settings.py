@@ -7,7 +7,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Optional
+
+from finetune_api import endpoints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +48,9 @@ class OperatorSettings:
     # Which scheduling fields and pod annotations tenants may set, per namespace (builders/scheduling.py);
     # None (FTO_SCHEDULING_POLICY unset or empty): not restricted beyond the built-in refusals.
     scheduling_policy: Optional[dict] = None
+    # In-cluster moderation endpoints a FineTuneJob's spec.dataSafety.moderation.endpoint may name:
+    # {name: http(s) URL}. Tenants name one, never give a URL; each URL passes finetune_api.endpoints.
+    moderation_endpoints: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Optional[dict] = None) -> "OperatorSettings":
@@ -77,4 +83,26 @@ class OperatorSettings:
             max_manifest_files=int(env.get("FTO_MAX_MANIFEST_FILES") or d.max_manifest_files),
             max_adapter_file_bytes=int(env.get("FTO_MAX_ADAPTER_FILE_BYTES") or d.max_adapter_file_bytes),
             scheduling_policy=json.loads(env["FTO_SCHEDULING_POLICY"]) if env.get("FTO_SCHEDULING_POLICY") else None,
+            moderation_endpoints=moderation_endpoints(json.loads(env.get("FTO_MODERATION_ENDPOINTS") or "{}")),
         )
+
+
+MODERATION_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def moderation_endpoints(value) -> dict:
+    """The admin's {name: url} list, checked: names are DNS labels, URLs are http(s)://host[:port][/path]
+    that finetune_api.endpoints allows. A bad entry stops the operator at start (an admin error: the
+    message names the entry, never the whole URL list)."""
+    if not isinstance(value, dict):
+        raise ValueError("FTO_MODERATION_ENDPOINTS (dataSafety.moderationEndpoints) must be a JSON object "
+                         "{name: url}")
+    for name, url in value.items():
+        if not isinstance(name, str) or not MODERATION_NAME.match(name) or len(name) > 63:
+            raise ValueError(f"dataSafety.moderationEndpoints: {name!r} is not a DNS label")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"dataSafety.moderationEndpoints.{name} must be an http(s):// URL")
+        refused = endpoints.refusal(url)
+        if refused:
+            raise ValueError(f"dataSafety.moderationEndpoints.{name} is refused: {refused}")
+    return dict(value)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Optional
 
 from finetune_api import resume
 
@@ -27,8 +28,22 @@ def render(ftj: dict, settings: OperatorSettings) -> dict:
         "spec": ftj["spec"],
         # Resume only from the checkpoint the operator recorded and passes per attempt (resume_env).
         "runtime": {"metricsPort": settings.metrics_port, "workDir": settings.work_dir,
-                    "resumePolicy": resume.RECORDED},
+                    "resumePolicy": resume.RECORDED, **_moderation(ftj["spec"], settings)},
     }
+
+
+def moderation_url(spec: dict, settings: OperatorSettings) -> Optional[str]:
+    """The URL of the moderation endpoint spec.dataSafety.moderation names (the admin's list), or None
+    when moderation is off or the name is not listed (preflight refuses that job before any pod)."""
+    moderation = (spec.get("dataSafety") or {}).get("moderation") or {}
+    if moderation.get("action", "Off") == "Off" or not moderation.get("endpoint"):
+        return None
+    return settings.moderation_endpoints.get(moderation["endpoint"])
+
+
+def _moderation(spec: dict, settings: OperatorSettings) -> dict:
+    url = moderation_url(spec, settings)
+    return {"moderationUrl": url} if url else {}
 
 
 def document(ftj: dict, settings: OperatorSettings) -> str:

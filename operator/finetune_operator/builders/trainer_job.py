@@ -6,6 +6,10 @@ attempt's Job by name instead of launching it twice.
 """
 from __future__ import annotations
 
+import json
+
+from finetune_api import datasets
+
 from . import names, pod, trainer_config
 from .settings import OperatorSettings
 
@@ -50,6 +54,9 @@ def trainer_job(ftj: dict, attempt: int, settings: OperatorSettings,
     split = int((ftj.get("status") or {}).get("microBatchSplit") or 1)
     if split > 1:  # spec.lifecycle.onOutOfMemory: SplitMicroBatch after an out-of-memory attempt
         env.append({"name": "FTO_MICRO_BATCH_SPLIT", "value": str(split)})
+    sources = ((ftj.get("status") or {}).get("datasetStats") or {}).get("sources")
+    if sources:  # what validation checked: the trainer refuses other content (DatasetChanged)
+        env.append({"name": datasets.ENV, "value": json.dumps(sources, separators=(",", ":"), sort_keys=True)})
     tpl = pod.template(ftj, settings, "trainer", args, gpus, scheduling=True, extra_labels=extra_labels,
                        extra_env=env)
     # The image's entrypoint is finetune-trainer; torchrun and the trainer are both on its PATH.

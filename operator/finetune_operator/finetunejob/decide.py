@@ -11,9 +11,11 @@ from __future__ import annotations
 import copy
 from typing import Optional
 
+from finetune_api import datasets
+
 from .. import cleanup, preflight, quota, status as st
 from ..builders import names, scheduling, validate_pod
-from . import children, phase as ph
+from . import children, phase as ph, safety
 from .draft import CREATE, PATCH_FINALIZERS, STOP_TRAINER, Decision, Draft, after_finish, config_for_pods, fail
 from .snapshot import Snapshot
 from .train import train
@@ -112,12 +114,26 @@ def _preflight_problem(s: Snapshot) -> Optional[tuple[str, str]]:
                                  (names.POD_ANNOTATIONS_ANNOTATION, names.TRAINER_POD_ANNOTATIONS_ANNOTATION))
     if refused:
         return refused
+    refused = safety.moderation_refusal(s.spec, s.settings.moderation_endpoints)
+    if refused:
+        return refused
     p = s.preflight
     if p is None:
         return None
     if p.credentials_problem:
         return p.credentials_problem
     return None if p.nodes is None else preflight.gpu_fit(s.spec, list(p.nodes))
+
+
+REASON_BAD_SOURCES = "InvalidValidationResult"
+
+
+def _validated_sources(stats: dict) -> Optional[list]:
+    """The validate pod's datasetStats.sources as checked documents ([] when none), or None when malformed."""
+    try:
+        return datasets.to_docs(datasets.from_docs(stats.get("sources") or []))
+    except datasets.DatasetSourcesError:
+        return None
 
 
 def _validation(d: Draft) -> Optional[float]:
@@ -138,18 +154,37 @@ def _validation(d: Draft) -> Optional[float]:
     outcome = st.pod_outcome(pod if pod is s.validate_pod else None)
     if outcome.state == "succeeded":
         stats = (outcome.result or {}).get("datasetStats") or {}
+        sources = _validated_sources(stats)
+        if sources is None:
+            return fail(d, REASON_BAD_SOURCES, "the validate pod reported malformed dataset sources "
+                                               "(datasetStats.sources); re-run the job")
         d.set(datasetStats={
             "rows": stats.get("rows", 0), "validationRows": stats.get("validation_rows", 0),
             "tokens": stats.get("tokens", 0), "rowsOverMaxSeqLength": stats.get("rows_over_max_seq_length", 0),
-            "duplicateRows": stats.get("duplicate_rows", 0)})
+            "duplicateRows": stats.get("duplicate_rows", 0), **_safety_stats(stats),
+            **({"sources": sources} if sources else {})})
+        if sources and (s.status.get("datasetStats") or {}).get("sources") != sources:
+            return 1.0  # recorded first: the trainer Job takes FTO_VALIDATED_DATASETS from the written status
+        findings = safety.event_message(safety.status_doc(stats.get("safety")))
+        if findings:
+            d.event("Warning", safety.REASON_FINDINGS, findings)
         d.condition(st.VALIDATED, True, st.REASON_DATASET_VALID,
                     f"{stats.get('rows', '?')} training rows, {stats.get('tokens', '?')} tokens")
         d.event("Normal", st.REASON_DATASET_VALID, f"dataset valid: {stats.get('rows', '?')} rows")
         return train(d)
     if outcome.state == "failed":
         reason = outcome.reason or "ValidationFailed"
+        unsafe = _safety_stats((outcome.result or {}).get("stats"))
+        if unsafe:  # DatasetUnsafe: the counts and lines behind the refusal
+            d.set(datasetStats={**(d.status.get("datasetStats") or {}), **unsafe})
         d.condition(st.VALIDATED, False, reason, outcome.message)
         return fail(d, reason, outcome.message)
     d.condition(st.VALIDATED, False, st.REASON_VALIDATING,
                 "the validate-only pod is checking the dataset before any GPU is requested")
     return None  # the pod's watch events bring us back
+
+
+def _safety_stats(stats) -> dict:
+    """{"safety": ...} for status.datasetStats when the validate pod's report has the gate's counts."""
+    doc = safety.status_doc(stats.get("safety")) if isinstance(stats, dict) else None
+    return {"safety": doc} if doc else {}

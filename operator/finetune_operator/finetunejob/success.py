@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from finetune_api import manifest as manifestmod
+
 from .. import status as st
 from ..builders import names
 from .draft import CREATE, Draft, after_finish, fail
@@ -53,7 +55,8 @@ def _lineage(s, manifest: dict) -> dict:
                "datasetEtag": (manifest.get("dataset") or {}).get("etag"),
                "baseModelDigest": (manifest.get("baseModel") or {}).get("digest"),
                "configHash": manifest.get("configHash"),
-               "trainerImage": manifest.get("trainerImage") or s.settings.trainer_image}
+               "trainerImage": manifest.get("trainerImage") or s.settings.trainer_image,
+               "datasets": manifestmod.dataset_sources(manifest)}
     return {k: x for k, x in lineage.items() if x}
 
 

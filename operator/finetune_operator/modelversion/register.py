@@ -82,6 +82,7 @@ def registered_status(spec: dict, adapter: Adapter, manifest: dict, files: list,
                "datasetUri": dataset.get("uri") or "", "datasetEtag": dataset.get("etag") or "",
                "baseModelDigest": (manifest.get("baseModel") or {}).get("digest") or "",
                "configHash": manifest.get("configHash") or "", "trainerImage": manifest.get("trainerImage") or "",
+               "datasets": manifest_contract.dataset_sources(manifest) or None,
                "metrics": {k: v for k, v in (manifest.get("metrics") or {}).items()
                            if isinstance(v, (int, float)) and not isinstance(v, bool)}}
     return {

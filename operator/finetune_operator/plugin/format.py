@@ -142,8 +142,19 @@ def describe_job(job: dict, now: dt.datetime) -> str:
     out += _section("Lineage", _pairs([("Dataset", lineage.get("datasetUri")), ("Dataset ETag", lineage.get("datasetEtag")),
                                        ("Base model digest", lineage.get("baseModelDigest")),
                                        ("Config hash", lineage.get("configHash")),
-                                       ("Trainer image", lineage.get("trainerImage"))]))
+                                       ("Trainer image", lineage.get("trainerImage"))] + _dataset_pairs(lineage)))
     return "\n".join(out)
+
+
+def _dataset_pairs(lineage: dict) -> list:
+    """One line per dataset object in lineage.datasets: role, uri, sha256, and version or origin."""
+    pairs = []
+    for src in lineage.get("datasets") or []:
+        extra = f" version {src['versionId']}" if src.get("versionId") else ""
+        if src.get("derivedFrom"):
+            extra += f" (derived from {src['derivedFrom'].get('uri')})"
+        pairs.append((f"Data {src.get('role')}", f"{src.get('uri')} sha256:{src.get('sha256')}{extra}"))
+    return pairs
 
 
 def describe_version(mv: dict, now: dt.datetime) -> str:
@@ -161,7 +172,7 @@ def describe_version(mv: dict, now: dt.datetime) -> str:
                                        ("Dataset ETag", lineage.get("datasetEtag")),
                                        ("Base model digest", lineage.get("baseModelDigest")),
                                        ("Config hash", lineage.get("configHash")),
-                                       ("Trainer image", lineage.get("trainerImage"))]
+                                       ("Trainer image", lineage.get("trainerImage"))] + _dataset_pairs(lineage)
                                       + [(f"metric {k}", number(v)) for k, v in sorted((lineage.get("metrics") or {}).items())]))
     rollback = status.get("rollback") or {}
     out += _section("Rollback", _pairs([("Query", rollback.get("query")), ("Value", rollback.get("value")),
