@@ -184,3 +184,12 @@ def test_the_crd_offers_exactly_the_actions_the_gate_takes_with_the_same_default
     assert action["default"] == gate.DEFAULT_ACTIONS[check]
     assert gate.settings(derived.safety_config(cfg_for({**SPEC, "dataSafety": {}})) or {}).actions[check] == (
         "Off" if check == "moderation" else action["default"])
+
+
+@pytest.mark.parametrize("runtime, expected", [({}, None), ({"moderationUrl": "http://127.0.0.1:9000"}, "http://127.0.0.1:9000")])
+def test_the_trainer_reads_the_moderation_url_the_operator_resolved(runtime, expected):
+    from finetune_trainer import config as configmod
+    doc = {"job": {"namespace": "n", "name": "j", "uid": "u"}, "runtime": runtime,
+           "spec": {"baseModel": {"name": "m", "uri": "s3://models/m/"},
+                    "dataset": {"uri": "s3://data/train.jsonl", "format": "text"}, "output": {"uri": "s3://out/j/"}}}
+    assert configmod.from_dict(doc).runtime.moderation_url == expected
